@@ -1,0 +1,112 @@
+"""Data: a dataset name → uint8 tensors in memory → a LightningDataModule.
+
+Images stay uint8 until they reach the training device; augmentation and normalisation run
+there, batched (`on_after_batch_transfer`). The validation split is held out of the training
+images with a fixed `data.split_seed`, so every run of a sweep sees the same split, and the
+test set is only ever evaluated, never used to choose anything.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from degradation.config import DataConfig, value
+from degradation.data.augment import Normalizer, random_crop_flip
+from degradation.data.sources import SOURCES, ImageSet, load_source
+from degradation.errors import UserError
+
+DATASETS = ("synthetic", *SOURCES)
+
+
+def load_images(cfg: DataConfig) -> ImageSet:
+    if cfg.name == "synthetic":
+        from degradation.data.synthetic import make_synthetic
+
+        return make_synthetic(cfg.synthetic)
+    if cfg.name not in SOURCES:
+        raise UserError(f"data.name='{cfg.name}' is not known; choose one of: {', '.join(DATASETS)}")
+    return load_source(cfg.name, cfg.root, download=cfg.download, verify=cfg.verify)
+
+
+def split_train_val(n: int, val_size: int, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Disjoint (train, val) index sets of a training split of n images, fixed by split_seed."""
+    if val_size >= n:
+        raise UserError(f"data.val_size={val_size} is not valid: the training split has {n} images")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    return order[val_size:].sort().values, order[:val_size].sort().values
+
+
+class ImageDataModule(L.LightningDataModule):
+    def __init__(self, cfg: DataConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.images = load_images(cfg)
+        train_idx, val_idx = split_train_val(
+            len(self.images.train_labels), cfg.val_size, cfg.split_seed
+        )
+        if cfg.train_limit is not None:
+            train_idx = train_idx[: cfg.train_limit]
+        self.train_idx, self.val_idx = train_idx, val_idx
+        train_images = self.images.train_images[train_idx]
+        self.normalize = Normalizer(train_images, value(cfg.normalize))
+
+    @property
+    def num_classes(self) -> int:
+        return self.images.num_classes
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.train_images.shape[1:])
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_idx)
+
+    def per_device_batch_size(self) -> int:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.cfg.batch_size % world:
+            raise UserError(
+                f"data.batch_size={self.cfg.batch_size} does not split over {world} processes"
+            )
+        return self.cfg.batch_size // world
+
+    def _subset(self, images, labels, idx=None) -> TensorDataset:
+        if idx is not None:
+            images, labels = images[idx], labels[idx]
+        return TensorDataset(images, labels)
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self._subset(self.images.train_images, self.images.train_labels, self.train_idx)
+        batch = self.per_device_batch_size()
+        if batch > len(ds):
+            raise UserError(
+                f"data.batch_size={self.cfg.batch_size} is larger than the {len(ds)} training images"
+            )
+        return DataLoader(
+            ds,
+            batch_size=batch,
+            shuffle=True,
+            drop_last=True,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=self.cfg.num_workers > 0,
+        )
+
+    def _eval_loader(self, ds: TensorDataset) -> DataLoader:
+        return DataLoader(ds, batch_size=self.cfg.eval_batch_size, num_workers=self.cfg.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(
+            self._subset(self.images.train_images, self.images.train_labels, self.val_idx)
+        )
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self._subset(self.images.test_images, self.images.test_labels))
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        images = images.float()
+        if self.trainer is not None and self.trainer.training and self.cfg.augment:
+            images = random_crop_flip(images, self.cfg.pad, self.cfg.flip)
+        return self.normalize(images), labels

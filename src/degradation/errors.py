@@ -1,0 +1,12 @@
+"""The one exception type for user mistakes.
+
+Anything raised as `UserError` is reported by the CLI as a single line on stderr with
+exit code 2 and no traceback; every other exception is a bug or an environment failure.
+"""
+
+
+class UserError(ValueError):
+    """A mistake the user can fix: bad value, missing file, impossible combination.
+
+    The message is one line that names the bad value and the valid choices.
+    """

@@ -1,0 +1,44 @@
+"""Model zoo: plain, residual and concatenation-skip conv nets (He et al. 2015, Sec. 4).
+
+Public API
+----------
+build_model(depth=56, skip="add", shortcut="zero_pad", num_classes=10, in_channels=3, *,
+            family="cifar", block=None, width=1, preact=False, zero_init_residual=False)
+    Check a configuration and build a `ResNet`; bad values raise `UserError` (a ValueError)
+    with a one-line message. `model.arch` is a plain dict describing what was built.
+count_parameters(model) -> int
+count_flops(model, input_shape=(3, 32, 32)) -> int      forward FLOPs per image
+conv3x3_bn_layers(model) -> list[(name, BatchNorm2d)]   BNs after 3x3 convs (Fig. 7)
+
+Valid choices: SKIPS, SHORTCUTS, BLOCKS, FAMILIES. Modules: shortcuts.py (options A/B/C),
+skips.py (none/add/concat merges), blocks.py (basic/bottleneck, post- or pre-activation),
+resnet.py (the net and build_model), measure.py (counting and layer lookup).
+"""
+
+from .blocks import BLOCKS, BasicBlock, Block, Bottleneck
+from .measure import conv3x3_bn_layers, count_flops, count_parameters
+from .resnet import FAMILIES, ResNet, build_model
+from .shortcuts import SHORTCUTS, ProjectionShortcut, ZeroPadShortcut, make_shortcut
+from .skips import SKIPS, AddSkip, ConcatSkip, NoSkip, make_skip
+
+__all__ = [
+    "BLOCKS",
+    "FAMILIES",
+    "SHORTCUTS",
+    "SKIPS",
+    "AddSkip",
+    "BasicBlock",
+    "Block",
+    "Bottleneck",
+    "ConcatSkip",
+    "NoSkip",
+    "ProjectionShortcut",
+    "ResNet",
+    "ZeroPadShortcut",
+    "build_model",
+    "conv3x3_bn_layers",
+    "count_flops",
+    "count_parameters",
+    "make_shortcut",
+    "make_skip",
+]

@@ -1,0 +1,174 @@
+"""The LightningModule: SGD, the step-based schedule (with optional warm-up), and metrics.
+
+Training metrics are summed on the device and read back once per `log_every` steps, so the
+hot path has no host synchronisation; the learning rate (a Python float) is logged every step
+so that a schedule bug shows in the curves.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from bisect import bisect_right
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from degradation.config import OptimConfig
+
+
+def scheduled_lr(optim: OptimConfig, step: int, warming_up: bool) -> float:
+    """Learning rate at a training step: lr · gamma^(milestones passed), or the warm-up lr."""
+    if warming_up:
+        return optim.warmup_lr
+    return optim.lr * optim.gamma ** bisect_right(list(optim.milestones), step)
+
+
+class Classifier(L.LightningModule):
+    def __init__(self, model: nn.Module, optim: OptimConfig, log_every: int):
+        super().__init__()
+        self.model = model
+        self.optim = optim
+        self.log_every = log_every
+        self.warming_up = optim.warmup_lr is not None
+        self.warmup_end_step: int | None = None
+        # (loss sum, error count, examples) of the current window, kept on the device
+        self.register_buffer("window", torch.zeros(3), persistent=False)
+        self.window_steps = 0
+        self.last_window: dict[str, float] | None = None  # the final train metrics come from here
+        self.diverged_at: int | None = None
+        self.train_time_s = 0.0  # time in training steps only (validation excluded)
+        self.train_images = 0
+        self._window_start: float | None = None
+        self.current_lr = optim.lr
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(
+            self.parameters(),
+            lr=self.optim.lr,
+            momentum=self.optim.momentum,
+            weight_decay=self.optim.weight_decay,
+            nesterov=self.optim.nesterov,
+        )
+
+    # --- training -------------------------------------------------------------------------
+
+    def on_train_batch_start(self, batch, batch_idx: int):
+        if self._window_start is None:
+            self._window_start = time.perf_counter()
+        self.current_lr = scheduled_lr(self.optim, self.global_step, self.warming_up)
+        for group in self.optimizers().param_groups:
+            group["lr"] = self.current_lr
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self.model(images)
+        loss = F.cross_entropy(logits, labels)
+        with torch.no_grad():
+            errors = (logits.argmax(dim=1) != labels).sum()
+            self.window += torch.stack(
+                [loss.detach() * len(labels), errors.to(loss.dtype), loss.new_tensor(len(labels))]
+            )
+        self.window_steps += 1
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int):
+        # Written straight to the loggers: one row per step, train metrics only where a
+        # window closed (Lightning's self.log would repeat stale values on every row).
+        step = self.global_step - 1  # the step that just ran
+        row = {"lr": self.current_lr}
+        if self.window_steps >= self.log_every:
+            row.update(self._flush_window())
+            self.log_dict(
+                {k: row[k] for k in ("train/loss", "train/error")}, prog_bar=True, logger=False
+            )
+        if self.trainer.is_global_zero:
+            for logger in self.loggers:
+                logger.log_metrics(row, step=step)
+
+    def on_train_end(self):
+        if self.window_steps:
+            self._flush_window(final=True)
+
+    def _flush_window(self, final: bool = False) -> dict[str, float]:
+        totals = self.window
+        if self.trainer.world_size > 1:
+            totals = self.trainer.strategy.reduce(totals.clone(), reduce_op="sum")
+        loss_sum, err_sum, count = totals.tolist()  # the one host sync per window
+        now = time.perf_counter()
+        self.train_time_s += now - self._window_start
+        self._window_start = now
+        self.train_images += int(count)
+        metrics = {"train/loss": loss_sum / count, "train/error": err_sum / count}
+        short_tail = final and self.last_window and self.window_steps < self.log_every // 2
+        if short_tail:  # too few steps to stand alone: fold into the previous window
+            prev = self.last_window
+            n = prev["count"] + count
+            metrics = {
+                "train/loss": (prev["train/loss"] * prev["count"] + loss_sum) / n,
+                "train/error": (prev["train/error"] * prev["count"] + err_sum) / n,
+            }
+            count = n
+        self.last_window = {**metrics, "count": count}
+        self.window.zero_()
+        self.window_steps = 0
+        if not math.isfinite(metrics["train/loss"]):
+            self.diverged_at = self.global_step
+            self.trainer.should_stop = True
+        if self.warming_up and (
+            metrics["train/error"] < self.optim.warmup_until_error
+            or self.global_step >= self.optim.warmup_max_steps
+        ):
+            self.end_warmup()
+        return {**metrics, "throughput_img_s": self.train_images / max(self.train_time_s, 1e-9)}
+
+    def end_warmup(self) -> None:
+        self.warming_up = False
+        self.warmup_end_step = self.global_step
+        print(f"warm-up ended at step {self.global_step}: lr {self.optim.warmup_lr} -> {self.optim.lr}")
+
+    def on_validation_start(self):
+        self._val_started = time.perf_counter()
+
+    def on_validation_end(self):
+        if self._window_start is not None:  # validation time is not training time
+            self._window_start += time.perf_counter() - self._val_started
+
+    # --- evaluation ----------------------------------------------------------------------
+
+    def _eval_step(self, batch, prefix: str) -> None:
+        images, labels = batch
+        logits = self.model(images)
+        loss = F.cross_entropy(logits, labels)
+        error = (logits.argmax(dim=1) != labels).float().mean()
+        n = len(labels)
+        self.log(f"{prefix}/loss", loss, on_epoch=True, sync_dist=True, batch_size=n)
+        self.log(f"{prefix}/error", error, on_epoch=True, sync_dist=True, batch_size=n)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    # --- state that a resumed run needs ----------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["degradation"] = {
+            "warming_up": self.warming_up,
+            "warmup_end_step": self.warmup_end_step,
+            "train_time_s": self.train_time_s,
+            "train_images": self.train_images,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("degradation", {})
+        self.warming_up = state.get("warming_up", self.warming_up)
+        self.warmup_end_step = state.get("warmup_end_step")
+        self.train_time_s = state.get("train_time_s", 0.0)
+        self.train_images = state.get("train_images", 0)

@@ -1,0 +1,59 @@
+"""`python -m degradation.run [-m] [OVERRIDES...]`: train one variant, or sweep them.
+
+    python -m degradation.run depth=56 skip=none
+    python -m degradation.run -m depth=20,56,110 skip=none,add
+    python -m degradation.run experiment=demo
+
+Before Hydra starts (and creates any folder), every value of the command line is composed and
+checked; a mistake is reported as one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from degradation.config import register_configs
+from degradation.errors import UserError
+from degradation.preflight import check_command_line
+
+register_configs()
+OmegaConf.register_new_resolver(
+    "run_dir_name", lambda overrides: overrides or "default", replace=True
+)
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def hydra_entry(cfg: DictConfig) -> str:
+    from degradation.train import train
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    summary = train(cfg, run_dir)
+    final = summary.get("final", {})
+    print(
+        f"{summary['name']} s{summary['seed']}: {summary['status']}, "
+        f"train error {final.get('train_error', float('nan')):.4f}, "
+        f"test error {final.get('test_error', float('nan')):.4f} -> {run_dir}"
+    )
+    return summary["status"]
+
+
+def main() -> None:
+    try:
+        check_command_line(sys.argv[1:])
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    hydra_entry()
+    from hydra_plugins.degradation_sweeper import OUTCOMES
+
+    if any(o["status"] == "failed" for o in OUTCOMES):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Shared helpers: run the real CLI in a subprocess, read what a run left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None):
+    """`python -m degradation.run ARGS` as a user types it; returns the CompletedProcess."""
+    full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "degradation.run", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+
+
+def summaries(root: Path) -> dict[Path, dict]:
+    """Every summary.json below root, keyed by its run folder."""
+    return {p.parent: json.loads(p.read_text()) for p in sorted(root.rglob("summary.json"))}
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """An empty output root; runs go below it via `output_root=...`."""
+    return tmp_path / "outputs"

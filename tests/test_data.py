@@ -1,0 +1,83 @@
+"""The data path: embedded dataset, train/val split, batched augmentation, normalisation."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import OmegaConf
+
+from degradation.config import DataConfig, SyntheticConfig
+from degradation.data import ImageDataModule, split_train_val
+from degradation.data.augment import Normalizer, random_crop_flip
+from degradation.data.synthetic import make_synthetic
+
+
+def small_synthetic(**kw) -> SyntheticConfig:
+    return SyntheticConfig(**{"train_size": 300, "test_size": 100, **kw})
+
+
+def test_synthetic_is_deterministic_cifar_shaped_and_balanced_enough():
+    a, b = make_synthetic(small_synthetic()), make_synthetic(small_synthetic())
+    assert a.checksum == b.checksum
+    assert torch.equal(a.train_images, b.train_images)
+    assert a.train_images.shape == (300, 3, 32, 32) and a.train_images.dtype == torch.uint8
+    assert a.num_classes == 10
+    counts = torch.bincount(a.train_labels, minlength=10)
+    assert counts.min() > 10  # every class present
+    assert make_synthetic(small_synthetic(seed=1)).checksum != a.checksum
+    # pixels use the range (not saturated to 0/255 nor collapsed to grey)
+    assert 40 < a.train_images.float().std() < 90
+
+
+def test_split_is_disjoint_seeded_and_stable():
+    train, val = split_train_val(1000, 100, split_seed=0)
+    assert len(train) == 900 and len(val) == 100
+    assert not set(train.tolist()) & set(val.tolist())
+    assert set(train.tolist()) | set(val.tolist()) == set(range(1000))
+    again_train, again_val = split_train_val(1000, 100, split_seed=0)
+    assert torch.equal(val, again_val) and torch.equal(train, again_train)
+    assert not torch.equal(split_train_val(1000, 100, split_seed=1)[1], val)
+
+
+def test_datamodule_holds_out_val_and_limits_train():
+    cfg = OmegaConf.structured(DataConfig(val_size=50, train_limit=100))
+    cfg.synthetic.train_size, cfg.synthetic.test_size = 300, 60
+    dm = ImageDataModule(cfg)
+    assert dm.num_train == 100 and len(dm.val_idx) == 50
+    assert not set(dm.train_idx.tolist()) & set(dm.val_idx.tolist())
+    assert dm.input_shape == (3, 32, 32) and dm.num_classes == 10
+
+
+def test_random_crop_is_a_window_of_the_zero_padded_image():
+    torch.manual_seed(0)
+    x = torch.rand(64, 3, 8, 8) + 1  # strictly positive, so padding zeros are visible
+    out = random_crop_flip(x, pad=2, flip=False)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    offsets = set()
+    for i in range(64):
+        matches = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], padded[i, :, dy : dy + 8, dx : dx + 8])
+        ]
+        assert matches, f"sample {i} is not a crop of its padded image"
+        offsets.add(matches[0])
+    assert len(offsets) > 10  # offsets vary across the batch
+
+
+def test_flip_happens_half_the_time():
+    torch.manual_seed(0)
+    x = torch.arange(8.0).expand(4000, 1, 1, 8).contiguous()
+    out = random_crop_flip(x, pad=0, flip=True)
+    flipped = (out[:, 0, 0, 0] == 7).float().mean().item()
+    assert 0.46 < flipped < 0.54
+
+
+def test_per_channel_normalisation_uses_training_statistics():
+    images = torch.randint(0, 256, (200, 3, 4, 4), dtype=torch.uint8)
+    norm = Normalizer(images, "per_channel")
+    z = norm(images.float())
+    assert torch.allclose(z.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
+    pixel = Normalizer(images, "per_pixel_mean")(images.float())
+    assert torch.allclose(pixel.mean(dim=0), torch.zeros(3, 4, 4), atol=1e-4)
