@@ -8,6 +8,7 @@ types cannot express (depth must be 6n+2, sizes must be positive) live in `valid
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, List, Optional
@@ -46,6 +47,20 @@ class Normalize(str, Enum):
     none = "none"
 
 
+class Loader(str, Enum):
+    tensor = "tensor"  # uint8 tensors, batched augmentation; resident on the GPU under CUDA
+    torchvision = "torchvision"  # the common recipe: per-sample transforms, DataLoader workers
+
+
+# Functional form so that the member names are torch.compile's own mode names.
+Compile = Enum(
+    "Compile",
+    {m: m for m in ("auto", "none", "default", "reduce-overhead", "max-autotune")},
+    type=str,
+)
+Compile.__doc__ = "torch.compile mode; auto: reduce-overhead (CUDA graphs) on CUDA, none on CPU"
+
+
 @dataclass
 class SyntheticConfig:
     """The embedded default dataset, generated from `seed` (see data/synthetic.py)."""
@@ -76,6 +91,7 @@ class DataConfig:
     flip: bool = True
     normalize: Normalize = Normalize.per_channel
     num_workers: int = 0
+    loader: Loader = Loader.tensor
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -105,7 +121,7 @@ class TrainerConfig:
     devices: Any = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "auto"  # auto: bf16-mixed on CUDA, 32-true elsewhere (speed.py)
     val_check_interval: int = 2000  # in training steps
     log_every_n_steps: int = 1  # lr is logged every step; train metrics every `log_every`
     enable_progress_bar: bool = True
@@ -113,6 +129,41 @@ class TrainerConfig:
     sync_batchnorm: bool = False
     benchmark: Optional[bool] = None
     gradient_clip_val: Optional[float] = None
+
+
+class LoggerKind(str, Enum):
+    csv = "csv"  # metrics.csv only
+    wandb = "wandb"  # metrics.csv and a W&B run
+
+
+class WandbMode(str, Enum):
+    auto = "auto"  # online with an API key or `wandb login`, offline otherwise
+    online = "online"
+    offline = "offline"  # files under the run folder; upload later with `wandb sync`
+    disabled = "disabled"
+
+
+@dataclass
+class WandbConfig:
+    """W&B run settings (see loggers.py); used with `logger=wandb`."""
+
+    mode: WandbMode = WandbMode.auto
+    project: Optional[str] = None  # null: $WANDB_PROJECT, else "degradation"
+    entity: Optional[str] = None  # null: $WANDB_ENTITY, else your default entity
+    group: Optional[str] = None  # prefix of the group; null: the experiment name
+    job_type: str = "train"
+    tags: List[str] = field(default_factory=list)  # added to depth/skip/shortcut/dataset
+    dir: Optional[str] = None  # null: $WANDB_DIR, else the run folder
+    log_model: bool = False  # upload checkpoints as artifacts (online only)
+    init_timeout: float = 15.0  # seconds an online start may take before going offline
+
+
+@dataclass
+class LoggerConfig:
+    """Config group `logger`: `csv` (default) or `wandb`; metrics.csv is always written."""
+
+    kind: LoggerKind = LoggerKind.csv
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
 @dataclass
@@ -132,13 +183,55 @@ class RunConfig:
     output_root: str = "outputs"
     log_every: int = 50  # steps per training-metric window (one host sync per window)
     checkpoint_every: int = 500  # steps between writes of checkpoints/last.ckpt
+    # rerun = continue: skip a finished run, resume an unfinished one from last.ckpt (false:
+    # start afresh, clearing the folder's checkpoints and metrics)
+    resume: bool = True
+    diverge_loss: float = 1e4  # a training-loss window above this (or NaN/inf): diverged, stop
+    grad_every: int = 50  # steps between gradient-norm records (grad_norms.csv); 0 = off
+    # speed (speed.py): torch.compile mode, and channels_last weights (null: on CUDA)
+    compile: Compile = Compile["auto"]
+    channels_last: Optional[bool] = None
+    # parallel sweeps (hydra/launcher=joblib): jobs sharing one GPU (distributed.py)
+    jobs_per_gpu: int = 1
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
 def register_configs() -> None:
     ConfigStore.instance().store(name="schema", node=RunConfig)
+
+
+def warmup_lr_from_depth(depth: int, min_depth: int, lr: float) -> Optional[float]:
+    """`${warmup_lr_from_depth:${depth},110,0.01}`: warm up only nets at least min_depth deep.
+
+    The paper warms up ResNet-110 alone; a Hydra sweep cannot set a value for one depth only.
+    """
+    return lr if depth >= min_depth else None
+
+
+# Registered on import so that every reader of a saved config (.hydra/config.yaml) resolves it.
+OmegaConf.register_new_resolver("warmup_lr_from_depth", warmup_lr_from_depth, replace=True)
+
+
+def _gpu_resolver(name: str):
+    def resolve(*args):
+        from degradation import distributed  # imports Lightning: only when a launcher asks
+
+        return getattr(distributed, name)(*args)
+
+    return resolve
+
+
+# The launcher configs (conf/hydra/launcher/) size themselves with these.
+for _name in ("visible_gpus", "gpu_job_slots"):
+    OmegaConf.register_new_resolver(_name, _gpu_resolver(_name), replace=True)
+# Our hydra/launcher/{joblib,submitit_local}.yaml replace the plugins' configs of the same
+# name; Hydra still checks them against the plugins' schemas (wanted), with a warning (not).
+warnings.filterwarnings(
+    "ignore", r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema", UserWarning
+)
 
 
 def value(x: Any) -> Any:
@@ -164,13 +257,15 @@ def validate(cfg: DictConfig) -> None:
         "trainer.val_check_interval",
         "log_every",
         "checkpoint_every",
+        "diverge_loss",
         "width",
         "data.synthetic.train_size",
         "data.synthetic.test_size",
         "data.train_limit",
         "optim.warmup_lr",
+        "jobs_per_gpu",
     )
-    for key in ("data.val_size", "data.pad", "optim.momentum", "optim.weight_decay"):
+    for key in ("data.val_size", "data.pad", "optim.momentum", "optim.weight_decay", "grad_every"):
         if OmegaConf.select(cfg, key) < 0:
             raise UserError(f"{key}={OmegaConf.select(cfg, key)} is not valid: it must be >= 0")
     if not 0 < cfg.optim.gamma <= 1:
@@ -178,6 +273,9 @@ def validate(cfg: DictConfig) -> None:
     if list(cfg.optim.milestones) != sorted(cfg.optim.milestones):
         raise UserError(f"optim.milestones={list(cfg.optim.milestones)} must be increasing")
     check_architecture(cfg)
+    from degradation.loggers import check_logger_available
+
+    check_logger_available(cfg)
 
 
 def check_architecture(cfg: DictConfig) -> None:
@@ -224,7 +322,21 @@ def variant_name(cfg: DictConfig) -> str:
     return label
 
 
+# Where and how a run is written or shown, not what it computes: left out of config_hash.
+NOT_HASHED = ("hydra", "resume", "output_root", "logger", "trainer.enable_progress_bar")
+NOT_HASHED += ("grad_every",)  # records gradient norms; the training itself is the same
+NOT_HASHED += ("compile", "channels_last")  # how fast, not what: a rerun may switch them
+NOT_HASHED += ("jobs_per_gpu",)  # where a job runs, not what it computes
+
+
 def config_hash(cfg: DictConfig) -> str:
-    """Identifies a run's resolved config (hydra section excluded)."""
-    text = OmegaConf.to_yaml(cfg, resolve=True, sort_keys=True)
+    """Identifies what a run computes: its resolved config, less the keys in NOT_HASHED."""
+    data = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    for key in NOT_HASHED:
+        *parents, leaf = key.split(".")
+        node = data
+        for parent in parents:
+            node = node.get(parent) or {}
+        node.pop(leaf, None)
+    text = OmegaConf.to_yaml(OmegaConf.create(data), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -2,17 +2,20 @@
 
 Every value of every swept key is composed with the others at their first value, so
 `-m depth=20,21` fails before the first job starts rather than in the middle of a sweep.
+Dataset files must be readable and `output_root` writable (checked without creating it).
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from degradation.errors import UserError
 
@@ -34,7 +37,9 @@ def split_command_line(argv: list[str]) -> tuple[list[str], str, bool]:
         if flag in FLAGS_WITHOUT_CHECK:
             return [], config_name, False
         if flag in FLAGS_WITH_VALUE:
-            value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            value = (
+                arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            )
             if flag in ("--config-name", "-cn"):
                 config_name = value
             i += 1 if "=" in arg else 2
@@ -82,7 +87,7 @@ def _explain(err: Exception, overrides: list[str], config_name: str) -> str:
             return f"{bad or group}: no such option; choose one of: {', '.join(options)}"
         return _first_line(err)
     cause = err.__cause__
-    if isinstance(cause, ConfigKeyError):
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         key = getattr(cause, "full_key", "") or ""
         parent, _, leaf = key.rpartition(".")
         valid = _valid_keys(config_name, parent)
@@ -91,6 +96,8 @@ def _explain(err: Exception, overrides: list[str], config_name: str) -> str:
         return f"{bad}: unknown key '{leaf}'{choices if valid else ''}"
     head = _first_line(err).removeprefix("Error merging override ")
     detail = _first_line(cause)
+    if "is not a valid bool" in detail:
+        detail += "; choose true or false"
     return f"{head}: {detail}" if detail else head
 
 
@@ -129,6 +136,10 @@ def check_command_line(argv: list[str]) -> list[DictConfig]:
             cfg = compose_checked(variant, config_name)
             validate(cfg)
             configs.append(cfg)
+    if any(arg.split("=", 1)[0] in ("--cfg", "-c") for arg in argv):
+        return configs  # only printing the config: no dataset is needed (or downloaded)
+    for root in sorted({cfg.output_root for cfg in configs}):
+        check_output_root(root)
     checked_data: set[Any] = set()
     for cfg in configs:  # dataset files present and readable, once per dataset
         key = (cfg.data.name, cfg.data.root)
@@ -136,3 +147,23 @@ def check_command_line(argv: list[str]) -> list[DictConfig]:
             load_images(cfg.data)
             checked_data.add(key)
     return configs
+
+
+def check_output_root(root: str) -> None:
+    """UserError unless run folders can be made under `root`: its nearest existing folder
+    must take a new file (probed with an unnamed temporary file; nothing is left behind)."""
+    existing = Path(root).expanduser().absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(
+            f"output_root={root}: {existing} is a file, not a folder; "
+            "choose a folder you can write to"
+        )
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as err:
+        raise UserError(
+            f"output_root={root}: cannot create files in {existing} ({err.strerror}); "
+            "choose a folder you can write to"
+        ) from None

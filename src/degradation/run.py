@@ -5,7 +5,9 @@
     python -m degradation.run experiment=demo
 
 Before Hydra starts (and creates any folder), every value of the command line is composed and
-checked; a mistake is reported as one line on stderr with exit code 2.
+checked; a mistake is reported as one line on stderr with exit code 2. So is a mistake found
+when a single run starts (a corrupted checkpoint); in a sweep it fails that job only. A sweep
+exits with 1 if any job failed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from degradation.config import register_configs
@@ -32,7 +35,13 @@ def hydra_entry(cfg: DictConfig) -> str:
     from degradation.train import train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    summary = train(cfg, run_dir)
+    try:
+        summary = train(cfg, run_dir)
+    except UserError as err:  # found once the run started (e.g. a corrupted checkpoint)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # one failed job: the sweep records it and goes on
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     final = summary.get("final", {})
     print(
         f"{summary['name']} s{summary['seed']}: {summary['status']}, "

@@ -2,33 +2,43 @@
 
     RUN_DIR/
       .hydra/            config.yaml, overrides.yaml, hydra.yaml (written by Hydra)
-      metrics.csv        one row per logged step (Lightning's CSVLogger)
+      metrics.csv        one row per logged step (Lightning's CSVLogger; a resume continues it)
       checkpoints/       last.ckpt (resume), best.ckpt (lowest val/error)
       summary.json       the run's outcome; `status` is completed / diverged / failed
+
+summary.json and checkpoints are replaced in one rename (`atomic_writer`; checkpoints through
+resume.AtomicCheckpointIO); metrics.csv only grows, and a resumed run cuts it back to the rows
+its checkpoint had seen (resume.MetricsCSVLogger).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
 CHECKPOINTS = "checkpoints"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers see old or new."""
+@contextmanager
+def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO]:
+    """A file to write `path` through: a temporary file in the same folder, renamed over `path`
+    when the block ends without error, so readers (and a rerun after a kill) see old or new."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -38,10 +48,37 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename: readers see old or new."""
+    with atomic_writer(path) as f:
+        f.write(text)
+
+
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    """summary.json, strict JSON: NaN and infinities (a diverged run's losses) become null."""
     path = Path(run_dir) / SUMMARY
-    atomic_write_text(path, json.dumps(summary, indent=2, sort_keys=False) + "\n")
+    text = json.dumps(_finite_or_none(summary), indent=2, sort_keys=False, allow_nan=False)
+    atomic_write_text(path, text + "\n")
     return path
+
+
+def _finite_or_none(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite_or_none(v) for v in x]
+    return x
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove what a run wrote (checkpoints, metrics.csv, summary.json) so it starts afresh;
+    Hydra's .hydra/ and other tools' files stay."""
+    run_dir = Path(run_dir)
+    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+    for name in (METRICS, SUMMARY):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:

@@ -1,4 +1,8 @@
-"""One run, start to finish: config → data → model → Lightning Trainer → run folder."""
+"""One run, start to finish: config → data → model → Lightning Trainer → run folder.
+
+A rerun of the same command finds the same folder: a finished run is skipped, an unfinished
+one resumes from checkpoints/last.ckpt, exactly (resume.py; `resume=false` starts afresh).
+"""
 
 from __future__ import annotations
 
@@ -6,29 +10,44 @@ import shlex
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from degradation.analyze.gradients import GradientFlow
 from degradation.config import config_hash, model_kwargs, validate, value, variant_name
-from degradation.data import ImageDataModule
+from degradation.distributed import (
+    cluster_plugins,
+    distributed_trainer_args,
+    end_job_processes,
+    per_device_batch_size,
+)
+from degradation.loggers import build_loggers, finish_wandb
 from degradation.models import build_model, count_flops, count_parameters
 from degradation.module import Classifier
+from degradation.responses import write_layer_responses
+from degradation.resume import (
+    AtomicCheckpointIO,
+    LastCheckpoint,
+    ResumableData,
+    ResumePlan,
+    plan_resume,
+    with_metrics_csv,
+)
 from degradation.rundir import CHECKPOINTS, git_state, write_summary
+from degradation.speed import CompileClock, prepare_model, resolve_speed
 
 
-def _trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, ModelCheckpoint]:
-    last = ModelCheckpoint(
-        dirpath=run_dir / CHECKPOINTS,
-        save_last=True,
-        save_top_k=0,
-        every_n_train_steps=cfg.checkpoint_every,
-    )
+def _trainer(
+    cfg: DictConfig, run_dir: Path, plan: ResumePlan, run_hash: str
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    last = LastCheckpoint(run_dir / CHECKPOINTS, every=cfg.checkpoint_every, config_hash=run_hash)
     best = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINTS,
         filename="best",
@@ -38,11 +57,19 @@ def _trainer(cfg: DictConfig, run_dir: Path) -> tuple[L.Trainer, ModelCheckpoint
         enable_version_counter=False,
     )
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    speed = resolve_speed(cfg)  # `auto` precision and cudnn benchmark decided for the device
+    trainer_args.update(precision=speed.precision, benchmark=speed.benchmark)
+    # DDP that relaunches this job (not the sweep), a GPU per parallel job
+    trainer_args = distributed_trainer_args(trainer_args, cfg.jobs_per_gpu)
+    loggers = build_loggers(cfg, run_dir)  # metrics.csv, plus W&B with logger=wandb
     trainer = L.Trainer(
         **trainer_args,
         check_val_every_n_epoch=None,  # validate every val_check_interval *steps*
-        logger=CSVLogger(run_dir, name="", version=""),
-        callbacks=[last, best],
+        logger=with_metrics_csv(loggers, run_dir, keep_rows=plan.metrics_rows),
+        # last after best: its checkpoint holds best's latest state
+        callbacks=[best, last, GradientFlow(run_dir, cfg.grad_every), CompileClock(speed)],
+        plugins=[AtomicCheckpointIO(), *cluster_plugins()],
+        use_distributed_sampler=False,  # ResumableData's sampler shards by rank itself
         default_root_dir=run_dir,
         enable_model_summary=False,
     )
@@ -58,6 +85,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Trains one variant into run_dir and returns its summary (also written to summary.json)."""
     run_dir = Path(run_dir)
     validate(cfg)
+    run_hash = config_hash(cfg)
+    plan = plan_resume(run_dir, run_hash, resume=cfg.resume)
+    if plan.finished is not None:
+        print(f"[resume] {run_dir}: already {plan.finished['status']}, skipping")
+        return plan.finished
+    if plan.checkpoint is not None:
+        print(f"[resume] {run_dir}: resuming from {plan.checkpoint.name} at step {plan.step}")
     started = time.time()
     summary: dict[str, Any] = {
         "name": variant_name(cfg),
@@ -70,13 +104,14 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "seed": cfg.seed,
         "status": "failed",
         "command": command_line(),
-        "config_hash": config_hash(cfg),
+        "config_hash": run_hash,
+        "resumed_from_step": plan.step if plan.checkpoint is not None else None,
     }
     commit, dirty = git_state()
     summary.update(git_commit=commit, git_dirty=dirty)
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        dm = ImageDataModule(cfg.data)
+        dm = ResumableData(cfg.data, seed=cfg.seed)
         model = build_model(**model_kwargs(cfg, dm.num_classes, dm.input_shape[0]))
         summary.update(
             block=model.arch["block"],
@@ -85,16 +120,33 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             dataset_checksum=dm.images.checksum,
             num_train=dm.num_train,
         )
-        module = Classifier(model, cfg.optim, cfg.log_every)
-        trainer, best = _trainer(cfg, run_dir)
+        speed = resolve_speed(cfg)
+        summary["speed"] = {k: v for k, v in vars(speed).items() if k != "cuda"}
+        prepare_model(model, speed)  # channels_last, torch.compile (in place)
+        module = Classifier(
+            model, cfg.optim, cfg.log_every, seed=cfg.seed, diverge_loss=cfg.diverge_loss
+        )
+        trainer, best = _trainer(cfg, run_dir, plan, run_hash)
         summary["world_size"] = trainer.world_size
-        trainer.fit(module, datamodule=dm)
+        summary["per_device_batch_size"] = per_device_batch_size(
+            cfg.data.batch_size, trainer.world_size
+        )
+        with warnings.catch_warnings():
+            # Lightning cannot see that our sampler continues mid-epoch (resume.py): it can
+            warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended")
+            trainer.fit(module, datamodule=dm, ckpt_path=plan.checkpoint)
+        # read before best.ckpt is loaded into the module (that restores its counters too)
+        train_metrics = module.last_window or {}
+        diverged_at, warmup_end_step = module.diverged_at, module.warmup_end_step
+        throughput = module.train_images / max(module.train_time_s, 1e-9)
         final_val = trainer.validate(module, datamodule=dm, verbose=False)[0]
         final_test = _test_error(trainer, module, dm)
+        if _is_global_zero():  # Fig. 7, on the final weights (best_test loads best.ckpt)
+            with torch.compiler.set_stance("force_eager"):  # compiled graphs skip new hooks
+                write_layer_responses(run_dir, module.model, dm, step=trainer.global_step)
         best_test = _test_error(trainer, module, dm, ckpt_path=best.best_model_path or None)
-        train_metrics = module.last_window or {}
         summary.update(
-            status="diverged" if module.diverged_at is not None else "completed",
+            status="diverged" if diverged_at is not None else "completed",
             steps=trainer.global_step,
             final={
                 "train_error": train_metrics.get("train/error"),
@@ -109,9 +161,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 "test_error": best_test["error"],
                 "checkpoint": Path(best.best_model_path).name if best.best_model_path else None,
             },
-            diverged_step=module.diverged_at,
-            warmup_end_step=module.warmup_end_step,
-            throughput_img_s=module.train_images / max(module.train_time_s, 1e-9),
+            diverged_step=diverged_at,
+            warmup_end_step=warmup_end_step,
+            throughput_img_s=throughput,
         )
     except Exception as err:
         summary.update(error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
@@ -120,6 +172,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         summary["wall_time_s"] = round(time.time() - started, 3)
         if _is_global_zero():
             write_summary(run_dir, summary)
+            finish_wandb(summary)  # no-op without a W&B run
+        end_job_processes(failed=summary["status"] == "failed")  # DDP children, process group
     return summary
 
 
@@ -132,4 +186,6 @@ def command_line() -> str:
 
 
 def _is_global_zero() -> bool:
-    return not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+    if torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return rank_zero_only.rank == 0  # from the environment: a DDP child before it joined

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from degradation.config import DataConfig, value
 from degradation.data.augment import Normalizer, random_crop_flip
+from degradation.data.loaders import DeviceBatches, PerSampleImages, framework_transform
 from degradation.data.sources import SOURCES, ImageSet, load_source
 from degradation.errors import UserError
 
@@ -39,6 +40,8 @@ def split_train_val(n: int, val_size: int, split_seed: int) -> tuple[torch.Tenso
 
 
 class ImageDataModule(L.LightningDataModule):
+    seed = 0  # seed of the training order on the GPU-resident path (set by ResumableData)
+
     def __init__(self, cfg: DataConfig):
         super().__init__()
         self.cfg = cfg
@@ -84,6 +87,13 @@ class ImageDataModule(L.LightningDataModule):
             raise UserError(
                 f"data.batch_size={self.cfg.batch_size} is larger than the {len(ds)} training images"
             )
+        if value(self.cfg.loader) == "tensor" and self._device().type == "cuda":
+            return self._resident_batches(ds, batch)
+        if value(self.cfg.loader) == "torchvision":
+            aug = self.cfg.augment
+            pad, flip = self.cfg.pad if aug else 0, self.cfg.flip and aug
+            transform = framework_transform(self.input_shape[1:], pad, flip, self.normalize)
+            ds = PerSampleImages(*ds.tensors, transform)
         return DataLoader(
             ds,
             batch_size=batch,
@@ -92,6 +102,20 @@ class ImageDataModule(L.LightningDataModule):
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
         )
+
+    def _device(self) -> torch.device:
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _resident_batches(self, ds: TensorDataset, batch: int) -> DeviceBatches:
+        from degradation.resume import ResumableSampler  # resume.py imports this package
+
+        trainer = self.trainer  # shards by rank itself: Trainer(use_distributed_sampler=False)
+        sampler = ResumableSampler(
+            len(ds), batch, self.seed, lambda: trainer.global_step,
+            rank=trainer.global_rank, world_size=trainer.world_size,
+        )  # fmt: skip
+        return DeviceBatches(*ds.tensors, sampler, self._device())
 
     def _eval_loader(self, ds: TensorDataset) -> DataLoader:
         return DataLoader(ds, batch_size=self.cfg.eval_batch_size, num_workers=self.cfg.num_workers)
@@ -106,6 +130,9 @@ class ImageDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        if training and value(self.cfg.loader) == "torchvision":
+            return images, labels  # augmented and normalised image by image in the workers
         images = images.float()
         if self.trainer is not None and self.trainer.training and self.cfg.augment:
             images = random_crop_flip(images, self.cfg.pad, self.cfg.flip)

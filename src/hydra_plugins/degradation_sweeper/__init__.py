@@ -3,14 +3,17 @@
 - A plain net has no shortcut, so `skip=none` jobs that differ only in `shortcut` are the
   same model: the first trains, the others are skipped with a message.
 - One failed job does not stop the sweep: every job runs, a table of outcomes is printed at
-  the end, and `degradation.run` exits non-zero if any job failed.
+  the end (the error of a failed job, the step of a diverged one), and `degradation.run`
+  exits non-zero if any job failed.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Hydra executes plugin modules outside
+# sys.modules, where dataclasses cannot resolve string annotations.
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
@@ -19,14 +22,14 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
 # Filled by the sweep, read by degradation.run after Hydra returns (same process).
-OUTCOMES: List[Dict[str, Any]] = []
+OUTCOMES: list[dict[str, Any]] = []
 
 
 @dataclass
 class DegradationSweeperConf:
     _target_: str = "hydra_plugins.degradation_sweeper.DegradationSweeper"
-    max_batch_size: Optional[int] = None
-    params: Optional[Dict[str, str]] = None
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
 
 
 ConfigStore.instance().store(
@@ -34,11 +37,11 @@ ConfigStore.instance().store(
 )
 
 
-def _as_dict(job: Sequence[str]) -> Dict[str, str]:
+def _as_dict(job: Sequence[str]) -> dict[str, str]:
     return dict(o.split("=", 1) for o in job if "=" in o)
 
 
-def drop_duplicate_plain_jobs(jobs: List[List[str]]) -> tuple[List[List[str]], List[List[str]]]:
+def drop_duplicate_plain_jobs(jobs: list[list[str]]) -> tuple[list[list[str]], list[list[str]]]:
     """(jobs to run, jobs skipped): skip=none jobs equal up to `shortcut` run once."""
     kept, skipped, seen = [], [], set()
     for job in jobs:
@@ -67,7 +70,7 @@ class DegradationSweeper(BasicSweeper):
             return [jobs]
         return [jobs[i : i + max_batch_size] for i in range(0, len(jobs), max_batch_size)]
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         # BasicSweeper.sweep, except that a failed job is recorded instead of raised
         OUTCOMES.clear()
         params = self._parse_config() + list(arguments)
@@ -81,14 +84,16 @@ class DegradationSweeper(BasicSweeper):
             batch = self.get_job_batch()
             self.validate_batch_is_legal(batch)
             results = self.launcher.launch(batch, initial_job_idx=first_index)
-            OUTCOMES.extend(_outcome(job, result) for job, result in zip(batch, results))
+            OUTCOMES.extend(
+                _outcome(job, result) for job, result in zip(batch, results, strict=True)
+            )
             first_index += len(batch)
             returns.append(results)
         print(outcome_table(OUTCOMES))
         return returns
 
 
-def _outcome(job: Sequence[str], result: JobReturn) -> Dict[str, Any]:
+def _outcome(job: Sequence[str], result: JobReturn) -> dict[str, Any]:
     if result.status == JobStatus.COMPLETED:
         status, error = str(result.return_value), None
     else:
@@ -97,15 +102,26 @@ def _outcome(job: Sequence[str], result: JobReturn) -> Dict[str, Any]:
     run_dir = None
     if result.hydra_cfg is not None:
         run_dir = result.hydra_cfg.hydra.runtime.output_dir
+    if status == "diverged" and run_dir is not None:
+        error = f"at step {_summary(run_dir).get('diverged_step')}"
     return {"job": " ".join(job), "status": status, "error": error, "run_dir": run_dir}
 
 
-def outcome_table(outcomes: List[Dict[str, Any]]) -> str:
+def _summary(run_dir: str) -> dict[str, Any]:
+    try:
+        return json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def outcome_table(outcomes: list[dict[str, Any]]) -> str:
     width = max([len(o["job"]) for o in outcomes] + [3])
     lines = [f"{'job':<{width}}  status", f"{'-' * width}  ---------"]
     for o in outcomes:
-        lines.append(f"{o['job']:<{width}}  {o['status']}" + (f"  ({o['error']})" if o["error"] else ""))
-    counts: Dict[str, int] = {}
+        lines.append(
+            f"{o['job']:<{width}}  {o['status']}" + (f"  ({o['error']})" if o["error"] else "")
+        )
+    counts: dict[str, int] = {}
     for o in outcomes:
         counts[o["status"]] = counts.get(o["status"], 0) + 1
     lines.append("sweep: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))

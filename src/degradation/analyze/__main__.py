@@ -1,0 +1,140 @@
+"""`python -m degradation.analyze {landscape,lesion} PATH... [options]`.
+
+PATH is a run folder or any folder below which run folders are found (a sweep). Each run gets
+its results in RUN_DIR/analysis/; with several runs, the combined figure (plain and residual
+side by side) goes to OUT/analysis/ (OUT: --out, default the runs' common parent folder).
+A mistake (missing PATH, no checkpoint, unknown subcommand or option) is one line
+`error: ...` on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from degradation.errors import UserError
+
+DESCRIPTION = "Why skips help, measured: loss landscapes and lesion studies of trained runs."
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a mistake is a UserError (one line, exit 2) instead of usage."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m degradation.analyze", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", metavar="{landscape,lesion}", required=True)
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR",
+                         help="run folder(s), or folder(s) searched below (a sweep)")  # fmt: skip
+        sub.add_argument("--checkpoint", default="last", choices=("last", "best"),
+                         help="checkpoints/last.ckpt (final weights) or best.ckpt")  # fmt: skip
+        sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                         help="auto: the GPU when there is one")  # fmt: skip
+        sub.add_argument("--batch-size", type=int, default=512, help="images per forward pass")
+        sub.add_argument("--out", type=Path, help="where the combined figure of several runs "
+                         "goes (OUT/analysis/; default: the runs' common parent)")  # fmt: skip
+        sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    landscape = commands.add_parser(
+        "landscape", help="training loss around the trained weights (Li et al. 2018)"
+    )
+    common(landscape)
+    landscape.add_argument("--steps", type=int, default=21, help="grid points per axis (odd)")
+    landscape.add_argument("--span", type=float, default=1.0, help="grid from -span to span")
+    landscape.add_argument("--subset", type=int, default=512, help="training images used")
+    landscape.add_argument("--two-d", action=argparse.BooleanOptionalAction, default=True,
+                           help="also the 2-D grid (steps² points)")  # fmt: skip
+    landscape.add_argument("--seed", type=int, default=0, help="directions and subset")
+
+    lesion = commands.add_parser("lesion", help="test error with each block deleted (Veit et al.)")
+    common(lesion)
+    lesion.add_argument("--limit", type=int, help="use only the first N test images")
+    return parser
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def _combined_dir(run_dirs: list[Path], out: Path | None) -> Path:
+    base = out if out is not None else Path(os.path.commonpath([p.resolve() for p in run_dirs]))
+    return base / "analysis"
+
+
+def _landscape(args, run_dirs: list[Path]) -> None:
+    from degradation.analyze.landscape import check_options, landscape_run, read_landscape
+    from degradation.analyze.plots import plot_landscape_1d, plot_landscape_2d
+    from degradation.analyze.trained import load_run
+
+    check_options(args.steps, args.span, args.subset)
+    datas = []
+    for run_dir in run_dirs:
+        run = load_run(run_dir, args.checkpoint, args.device)
+        print(f"landscape: {run.name} ({run_dir}) on {run.device}, {args.steps} points per axis")
+        path = landscape_run(run, args.steps, args.span, args.subset, args.two_d, args.seed,
+                             args.batch_size, progress=not args.no_progress)  # fmt: skip
+        data = {**read_landscape(run_dir), "label": run.name}
+        mid = len(data["loss_1d"]) // 2
+        print(f"  loss at the trained weights {data['loss_1d'][mid]:.4f}, at -/+{args.span}: "
+              f"{data['loss_1d'][0]:.4f} / {data['loss_1d'][-1]:.4f} -> {path}")  # fmt: skip
+        datas.append(data)
+    if len(datas) > 1:
+        where = _combined_dir(run_dirs, args.out)
+        plot_landscape_1d(datas, where / "landscape_1d.png")
+        if args.two_d:
+            plot_landscape_2d(datas, where / "landscape_2d.png")
+        print(f"combined: {where}/landscape_1d.png" + (", landscape_2d.png" if args.two_d else ""))
+
+
+def _lesion(args, run_dirs: list[Path]) -> None:
+    from degradation.analyze.lesion import LESION, lesion_run
+    from degradation.analyze.plots import plot_lesion
+    from degradation.analyze.trained import load_run
+    from degradation.rundir import atomic_write_text
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit} is not valid: it must be >= 1")
+    records = []
+    for run_dir in run_dirs:
+        run = load_run(run_dir, args.checkpoint, args.device)
+        record = lesion_run(run, args.limit, args.batch_size, progress=not args.no_progress)
+        skipped = [b["block"] for b in record["blocks"] if not b["deleted"]]
+        errors = [b["test_error"] for b in record["blocks"] if b["deleted"]]
+        worst = max((e for e in errors if e is not None), default=None)
+        print(f"lesion: {run.name}: test error {_fmt(record['baseline']['test_error'])} intact, "
+              f"worst {_fmt(worst)} with one of {len(errors)} blocks deleted -> "
+              f"{run.out_dir / LESION}")  # fmt: skip
+        if skipped:
+            print(f"  not deletable (plain block that changes the shape): {', '.join(skipped)}")
+        records.append({**record, "run_dir": str(run_dir)})
+    if len(records) > 1:
+        where = _combined_dir(run_dirs, args.out)
+        plot_lesion(records, where / "lesion.png")
+        atomic_write_text(where / LESION, json.dumps({"runs": records}, indent=2) + "\n")
+        print(f"combined: {where / 'lesion.png'}, {where / LESION}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        args = _parser().parse_args(argv)
+        from degradation.analyze.trained import find_run_dirs
+
+        if args.batch_size < 1:
+            raise UserError(f"--batch-size {args.batch_size} is not valid: it must be >= 1")
+        run_dirs = find_run_dirs(args.paths)
+        {"landscape": _landscape, "lesion": _lesion}[args.command](args, run_dirs)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Lesion study (Veit et al. 2016): delete one block at test time, measure the test error.
+
+Every block computes `act(merge(x, branch(x)))`. Deleting a block removes its branch and keeps
+its shortcut path:
+
+  - residual (`add`): `act(shortcut(x) + 0)`, i.e. relu(shortcut(x)) for post-activation blocks
+    (x itself where the shortcut is the identity, as x is already a ReLU output) and
+    shortcut(x) for pre-activation ones; where shapes change the shortcut stays (zero padding
+    or projection), so every block can be deleted;
+  - `concat`: `act(merge(x, 0))`, the fuse conv seeing the shortcut next to a zero branch;
+  - plain (`none`): there is no shortcut, so a deleted block passes its input on, `act(x)`.
+    That is possible only where the block keeps the shape (same channels, stride 1); the
+    first block of a stage that changes the shape cannot be deleted and is reported as such.
+
+    python -m degradation.analyze lesion RUN_DIR... [--checkpoint last|best] [--limit N]
+
+writes RUN_DIR/analysis/lesion.json ({"baseline": {...}, "blocks": [{"block": "stages.1.0",
+"deleted": true, "test_error": ..., "note": ...}, ...]}) and lesion.png for each run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from degradation.analyze.trained import TrainedRun, evaluate, normalized
+from degradation.models import Block, ResNet
+from degradation.models.skips import AddSkip, ConcatSkip, NoSkip
+from degradation.rundir import atomic_write_text
+
+LESION = "lesion.json"
+
+
+def keeps_shape(block: Block) -> bool:
+    """Whether the block's output has its input's shape (no stride, same channels)."""
+    convs = [m for m in block.branch.modules() if isinstance(m, nn.Conv2d)]
+    stride = all(c.stride == (1, 1) for c in convs)
+    return stride and convs[0].in_channels == convs[-1].out_channels
+
+
+def why_not_deletable(block: nn.Module) -> str | None:
+    """None if the block can be deleted, else the reason (one sentence)."""
+    if not isinstance(block, Block):
+        return f"not a residual-net block ({type(block).__name__})"
+    if isinstance(block.merge, NoSkip) and not keeps_shape(block):
+        return "plain block that changes the shape (stride 2, more channels): no path to keep"
+    if not isinstance(block.merge, NoSkip | AddSkip | ConcatSkip):
+        return f"unknown merge {type(block.merge).__name__}"
+    return None
+
+
+class DeletedBlock(nn.Module):
+    """A block with its branch removed: only the path around it (see the module doc)."""
+
+    def __init__(self, block: Block):
+        super().__init__()
+        reason = why_not_deletable(block)
+        if reason is not None:
+            raise ValueError(f"this block cannot be deleted: {reason}")
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        merge = self.block.merge
+        if isinstance(merge, NoSkip):
+            return self.block.act(x)
+        kept = x if merge.shortcut is None else merge.shortcut(x)
+        return self.block.act(merge(x, torch.zeros_like(kept)))
+
+
+def blocks_of(model: ResNet) -> list[tuple[str, int, int]]:
+    """(name, stage, index in stage) of every block, in forward order."""
+    return [
+        (f"stages.{i}.{j}", i, j) for i, stage in enumerate(model.stages) for j in range(len(stage))
+    ]
+
+
+@torch.no_grad()
+def lesion_study(
+    model: ResNet,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 512,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Test loss and error of the whole model and with each block deleted in turn (eval mode);
+    the model is left as it was."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        loss, error = evaluate(model, images, labels, batch_size)
+        records = []
+        for name, i, j in tqdm(blocks_of(model), desc="lesion", unit="block", disable=not progress):
+            block = model.stages[i][j]
+            record: dict[str, Any] = {"block": name, "stage": i, "index": j}
+            reason = why_not_deletable(block)
+            if reason is not None:
+                record.update(deleted=False, test_loss=None, test_error=None, note=reason)
+            else:
+                model.stages[i][j] = DeletedBlock(block)
+                try:
+                    block_loss, block_error = evaluate(model, images, labels, batch_size)
+                finally:
+                    model.stages[i][j] = block
+                record.update(deleted=True, test_loss=block_loss, test_error=block_error, note=None)
+            records.append(record)
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    return {"baseline": {"test_loss": loss, "test_error": error}, "blocks": records}
+
+
+def held_out_images(run: TrainedRun, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's test images (the first `limit`), normalised as in training, on its device."""
+    images, labels = run.data.images.test_images, run.data.images.test_labels
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return normalized(run.data, images).to(run.device), labels.to(run.device)
+
+
+def lesion_run(
+    run: TrainedRun, limit: int | None = None, batch_size: int = 512, progress: bool = True
+) -> dict[str, Any]:
+    """Run the lesion study on one run, write lesion.json and lesion.png; returns the record
+    (non-finite numbers as None)."""
+    from degradation.analyze.plots import plot_lesion
+
+    images, labels = held_out_images(run, limit)
+    record = {
+        "run": run.name,
+        "skip": run.model.arch["skip"],
+        "depth": run.model.arch["depth"],
+        "checkpoint": run.checkpoint.name,
+        "step": run.step,
+        "num_images": len(labels),
+        **lesion_study(run.model, images, labels, batch_size, progress),
+    }
+    record = _finite_or_none(record)  # a diverged model's NaN loss: null in JSON
+    out = run.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / LESION, json.dumps(record, indent=2, allow_nan=False) + "\n")
+    plot_lesion([record], out / "lesion.png")
+    return record
+
+
+def _finite_or_none(x: Any) -> Any:
+    """JSON has no NaN: a diverged model's loss becomes null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite_or_none(v) for v in x]
+    return x
+
+
+def read_lesion(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / "analysis" / LESION
+    return json.loads(path.read_text()) if path.is_file() else None

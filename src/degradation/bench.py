@@ -1,0 +1,388 @@
+"""Throughput benchmark: the common recipe's training loop against the framework's step.
+
+    python -m degradation.bench [--models 20,56,110] [--steps N] [--warmup N] [--batch 128]
+        [--device auto|cpu|cuda] [--workers N[,N...]] [--pack K] [--json PATH]
+
+In one process, on the same in-memory synthetic CIFAR-shaped uint8 images (nothing
+downloads), for each ResNet depth it times
+
+(a) baseline: a plain PyTorch loop with the common CIFAR recipe: torchvision per-sample
+    transforms on PIL images (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor,
+    Normalize) in a Dataset served by DataLoader workers, fp32 eager, SGD;
+(b) framework: the framework's training step through Lightning: `Classifier` on the run's data
+    module and a `lightning.Trainer` with the device's default fast path (`speed.py`; on CUDA
+    the GPU-resident data, bf16-mixed, channels_last, CUDA graphs), with a real run's metric
+    windows and per-step lr logging (no checkpoints, no validation).
+
+Each loop runs `warmup` steps (compilation, worker start-up, cuDNN autotuning), then times
+`steps` steps, synchronising the GPU only at the two ends of the timed window. The ratio is
+framework / the fastest baseline. On a GPU it also prints the projected wall time of the
+paper's canonical sweep (depth 20/56/110 x plain/residual, 64k steps of 128 images; a plain net
+steps as fast as its residual twin, so the residual net is measured). `--pack K` runs K
+framework loops at once as K processes, released together after their warm-up; their img/s
+are summed (several runs sharing one GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from degradation.config import RunConfig
+from degradation.data.loaders import PerSampleImages, common_recipe_transform
+from degradation.errors import UserError
+from degradation.models import build_model
+from degradation.module import Classifier
+from degradation.resume import ResumableData
+from degradation.speed import CompileClock, prepare_model, resolve_speed
+
+CANONICAL_STEPS, CANONICAL_BATCH = 64000, 128  # He et al. 2015, Sec. 4.2
+CANONICAL_DEPTHS = (20, 56, 110)  # x plain/residual: 6 runs
+BARRIER_TIMEOUT_S = 900
+
+
+def bench_config(depth: int, batch: int, device: str, train_size: int) -> DictConfig:
+    """A run's config (schema defaults) for the benchmark's model and synthetic data."""
+    cfg = OmegaConf.structured(RunConfig)
+    cfg.depth = depth
+    cfg.trainer.accelerator = device
+    cfg.data.batch_size = batch
+    cfg.data.val_size = 256
+    cfg.data.synthetic.train_size = train_size + cfg.data.val_size
+    cfg.data.synthetic.test_size = 256
+    return cfg
+
+
+def check_depth(depth: int) -> None:
+    try:
+        with torch.device("meta"):
+            build_model(depth=depth, skip="add", shortcut="zero_pad", num_classes=10, in_channels=3)
+    except ValueError as err:
+        raise UserError(f"--models {depth}: {err}") from None
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is visible; choose one of: auto, cpu")
+    return device
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+# --- (a) the common recipe ----------------------------------------------------------------
+
+
+def baseline_img_s(dm, depth: int, batch: int, device: str, workers: int, warmup: int, steps: int):
+    """img/s of a plain PyTorch loop over the common recipe's per-sample DataLoader."""
+    images = dm.images.train_images[dm.train_idx]
+    labels = dm.images.train_labels[dm.train_idx]
+    pixels = images.float() / 255
+    mean, std = pixels.mean(dim=(0, 2, 3)).tolist(), pixels.std(dim=(0, 2, 3)).tolist()
+    transform = common_recipe_transform(images.shape[-1], 4, mean, std)
+    loader = DataLoader(
+        PerSampleImages(images, labels, transform, pil=True),
+        batch_size=batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device == "cuda",
+        persistent_workers=workers > 0,
+    )
+    torch.manual_seed(0)
+    torch.backends.cudnn.benchmark = device == "cuda"  # what the common recipe sets
+    model = build_model(depth=depth, skip="add", shortcut="zero_pad", num_classes=10, in_channels=3)
+    model = model.to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+
+    def batches():
+        while True:
+            yield from loader
+
+    started = None
+    for step, (x, y) in enumerate(batches()):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step + 1 == warmup:
+            _sync(device)
+            started = time.perf_counter()
+        if step + 1 == warmup + steps:
+            _sync(device)
+            return steps * batch / (time.perf_counter() - started)
+    raise AssertionError("unreachable: the batches never end")
+
+
+# --- (b) the framework's step -------------------------------------------------------------
+
+
+class StepClock(Callback):
+    """Times steps warmup+1 .. warmup+steps (each one's data, augmentation and update), with
+    the device synchronised at the two ends only; `barrier` (a folder) releases `parties`
+    processes together at the start of the window."""
+
+    def __init__(self, warmup: int, steps: int, device: str, barrier=None, parties: int = 1):
+        self.warmup, self.steps, self.device = warmup, steps, device
+        self.barrier, self.parties = barrier, parties
+        self.img_s: float | None = None
+        self._started = 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.warmup:
+            _sync(self.device)
+            if self.barrier is not None:
+                wait_for_parties(Path(self.barrier), self.parties)
+            self._started = time.perf_counter()
+        elif trainer.global_step == self.warmup + self.steps:
+            _sync(self.device)
+            images = self.steps * len(batch[1])
+            self.img_s = images / (time.perf_counter() - self._started)
+
+
+def wait_for_parties(folder: Path, parties: int) -> None:
+    """A file barrier: mark this process ready, wait until `parties` processes are."""
+    (folder / f"ready-{os.getpid()}").touch()
+    deadline = time.monotonic() + BARRIER_TIMEOUT_S
+    while len(list(folder.glob("ready-*"))) < parties:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"--pack: only some of {parties} processes got ready")
+        time.sleep(0.005)
+
+
+def framework_img_s(cfg: DictConfig, dm, warmup: int, steps: int, barrier=None, parties=1):
+    """img/s of the framework's training step (Classifier + lightning.Trainer) and the
+    speed settings it ran with."""
+    device = "cuda" if cfg.trainer.accelerator == "cuda" else "cpu"
+    speed = resolve_speed(cfg)
+    L.seed_everything(0, verbose=False)
+    model = build_model(depth=cfg.depth, skip="add", shortcut="zero_pad", num_classes=10,
+                        in_channels=dm.input_shape[0])  # fmt: skip
+    prepare_model(model, speed)
+    module = Classifier(model, cfg.optim, cfg.log_every)
+    clock = StepClock(warmup, steps, device, barrier, parties)
+    with tempfile.TemporaryDirectory(prefix="degradation-bench-") as logs:
+        trainer = L.Trainer(
+            accelerator=device,
+            devices=1,
+            precision=speed.precision,
+            benchmark=speed.benchmark,
+            max_steps=warmup + steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            logger=CSVLogger(logs, name="", version=""),
+            log_every_n_steps=1,
+            callbacks=[clock, CompileClock(speed)],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            use_distributed_sampler=False,  # the run's sampler shards by rank itself
+            default_root_dir=logs,
+        )
+        trainer.fit(module, datamodule=dm)
+    return clock.img_s, speed
+
+
+def packed_img_s(args, depth: int, device: str) -> list[float]:
+    """img/s of each of `args.pack` framework loops run at once, as processes."""
+    with tempfile.TemporaryDirectory(prefix="degradation-pack-") as folder:
+        outs = [Path(folder) / f"run{i}.json" for i in range(args.pack)]
+        command = [sys.executable, "-m", "degradation.bench", "--framework-only",
+                   "--device", device, "--models", str(depth), "--steps", str(args.steps),
+                   "--warmup", str(args.warmup), "--batch", str(args.batch),
+                   "--train-size", str(args.train_size), "--barrier", folder,
+                   "--parties", str(args.pack)]  # fmt: skip
+        procs = [subprocess.Popen([*command, "--json", str(out)]) for out in outs]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            raise RuntimeError(f"--pack {args.pack}: a packed process failed (exit codes {codes})")
+        return [json.loads(out.read_text())[0]["framework_img_s"] for out in outs]
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+def run_minutes(img_s: float | None) -> float | None:
+    """Minutes of one canonical run (64k steps x 128 images) at img_s."""
+    return CANONICAL_STEPS * CANONICAL_BATCH / img_s / 60 if img_s else None
+
+
+def sweep_minutes(img_s_by_depth: dict[int, float | None]) -> float | None:
+    """Minutes of the canonical sweep, 2 runs (plain, residual) per canonical depth, one after
+    another; None unless every canonical depth was measured."""
+    minutes = [run_minutes(img_s_by_depth.get(d)) for d in CANONICAL_DEPTHS]
+    return 2 * sum(minutes) if all(minutes) else None
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torchvision
+
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning": L.__version__,
+        "command": " ".join(["python -m degradation.bench", *sys.argv[1:]]),
+    }
+
+
+def _fmt(x: float | None, digits: int = 0) -> str:
+    return "-" if x is None else f"{x:,.{digits}f}"
+
+
+def print_table(records: list[dict[str, Any]], device: str) -> None:
+    print(f"\n{'model':<12}{'baseline img/s':>16}{'framework img/s':>17}{'b/a':>7}", end="")
+    packed = any(r["pack"] > 1 for r in records)
+    print(f"{'packed sum img/s':>18}" if packed else "")
+    for r in records:
+        line = f"{r['model']:<12}{_fmt(r['baseline_img_s']):>16}{_fmt(r['framework_img_s']):>17}"
+        line += f"{_fmt(r['ratio'], 2):>7}"
+        print(line + (f"{_fmt(r['packed_img_s']):>18}" if packed else ""))
+    if device == "cuda":
+        for label, key in (("baseline", "baseline_img_s"), ("framework", "framework_img_s"),
+                           ("framework packed", "packed_img_s")):  # fmt: skip
+            minutes = sweep_minutes({r["depth"]: r[key] for r in records})
+            if minutes is not None:
+                print(f"canonical sweep (6 runs x 64k steps x 128), {label}: {minutes:.1f} min")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m degradation.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--models", default="20,56,110", help="ResNet depths, comma-separated")
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per loop")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps before them")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--workers", default=str(min(8, os.cpu_count() or 1)),
+                        help="baseline DataLoader workers; a list (0,2) times each")  # fmt: skip
+    parser.add_argument("--pack", type=int, default=1, help="framework loops sharing the device")
+    parser.add_argument("--train-size", type=int, default=10000, help="synthetic images")
+    parser.add_argument("--json", type=Path, help="write the records here")
+    parser.add_argument("--framework-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--barrier", help=argparse.SUPPRESS)  # --pack's start barrier
+    parser.add_argument("--parties", type=int, default=1, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _ints(text: str, option: str, minimum: int) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < minimum:
+        raise UserError(f"{option} {text}: expected comma-separated integers >= {minimum}")
+    return values
+
+
+def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
+    depths = _ints(args.models, "--models", 1)
+    workers = _ints(args.workers, "--workers", 0)
+    for option, minimum in (("steps", 1), ("warmup", 1), ("batch", 1), ("pack", 1)):
+        if getattr(args, option) < minimum:
+            raise UserError(f"--{option} {getattr(args, option)}: must be >= {minimum}")
+    if args.train_size < args.batch:
+        raise UserError(f"--train-size {args.train_size}: smaller than --batch {args.batch}")
+    for depth in depths:
+        check_depth(depth)
+    device = resolve_device(args.device)
+    meta = machine()
+    records = []
+    for depth in depths:
+        cfg = bench_config(depth, args.batch, device, args.train_size)
+        dm = ResumableData(cfg.data, seed=0)
+        baselines = {}
+        if not args.framework_only:
+            for n in workers:
+                baselines[n] = baseline_img_s(
+                    dm, depth, args.batch, device, n, args.warmup, args.steps
+                )
+        framework, speed = framework_img_s(
+            cfg, dm, args.warmup, args.steps, args.barrier, args.parties
+        )
+        packed = packed_img_s(args, depth, device) if args.pack > 1 else None
+        best = max(baselines.values()) if baselines else None
+        records.append(
+            {
+                "model": f"resnet-{depth}",
+                "depth": depth,
+                "device": device,
+                "batch": args.batch,
+                "steps": args.steps,
+                "warmup": args.warmup,
+                "baseline_img_s": best,
+                "baseline_workers": max(baselines, key=baselines.get) if baselines else None,
+                "baseline_img_s_by_workers": {str(n): v for n, v in baselines.items()},
+                "framework_img_s": framework,
+                "ratio": framework / best if best else None,
+                "precision": speed.precision,
+                "compile": speed.compile,
+                "channels_last": speed.channels_last,
+                "data_path": "gpu-resident" if device == "cuda" else "in-memory tensors",
+                "pack": args.pack,
+                "packed_img_s": sum(packed) if packed else None,
+                "packed_img_s_each": packed,
+                "run_64k_min": run_minutes(framework),
+                "baseline_run_64k_min": run_minutes(best),
+                **meta,
+            }
+        )
+        print(f"[bench] resnet-{depth}: baseline {baselines}, framework {framework:.1f} img/s")
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        records = benchmark(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not args.framework_only:
+        meta = records[0]
+        print(f"\n{meta['device']}: {meta['gpu'] or meta['cpu']} ({meta['cpus']} CPUs), "
+              f"torch {meta['torch']}, lightning {meta['lightning']}, batch {args.batch}, "
+              f"{args.steps} timed steps after {args.warmup}")  # fmt: skip
+        print_table(records, records[0]["device"])
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(records, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Reproducibility report: the paper's figures and tables from any folder of runs.
+
+    python -m degradation.report PATH [--out DIR]
+
+    build_report(root, out=None) -> {"html", "markdown", "figures", "json", "pngs", "verdict"}
+
+Modules: runs.py (find and load run folders, group them into variants), stats.py (mean ± std),
+paper.py (published numbers), tables.py, figures.py, verdict.py, provenance.py, document.py
+(the report as blocks) with markdown.py and html.py (its two renderings), build.py (assembly).
+"""
+
+from degradation.report.build import build_report
+
+__all__ = ["build_report"]

@@ -1,0 +1,86 @@
+"""`python -m degradation.report PATH [--out DIR] [--wandb ENTITY/PROJECT [--dry-run [JSON]]]`.
+
+Writes report.html (self-contained), report.md, the figures as PNG, figures.json and
+report.json into DIR (default PATH/report). A bad PATH is one line `error: ...`, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from degradation.errors import UserError
+
+WANDB_MODULE = "degradation.wandb_report"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m degradation.report",
+        description="Figures, tables, verdict and provenance from run folders below PATH.",
+    )
+    parser.add_argument("path", type=Path, help="a run, sweep or output folder (searched below)")
+    parser.add_argument("--out", type=Path, help="where to write the report (default PATH/report)")
+    parser.add_argument(
+        "--wandb", metavar="ENTITY/PROJECT", help="also build a W&B report of these runs"
+    )
+    parser.add_argument(
+        "--dry-run",
+        nargs="?",
+        const="",
+        metavar="JSON_PATH",
+        help="with --wandb: write the W&B report's spec to JSON_PATH instead of saving it "
+        "(default OUT/wandb_report.json)",
+    )
+    return parser
+
+
+def _wandb_builder(entity_project: str):
+    """The W&B report builder, imported only when asked for (it needs the wandb extras)."""
+    entity, _, project = entity_project.partition("/")
+    if not entity or not project or "/" in project:
+        raise UserError(f"--wandb {entity_project!r} is not valid: give it as ENTITY/PROJECT")
+    try:
+        return importlib.import_module(WANDB_MODULE).build_report
+    except ModuleNotFoundError as err:
+        if err.name == WANDB_MODULE:
+            raise UserError(f"--wandb: W&B reports are not available ({WANDB_MODULE} is not "
+                            "in this installation)") from None  # fmt: skip
+        raise UserError(
+            f"--wandb needs the optional package {err.name!r}: pip install 'degradation[wandb]'"
+        ) from None
+
+
+def _print_summary(result: dict) -> None:
+    for verdict in result["verdict"]:
+        print(f"{verdict['study']}: degradation {verdict['degradation']}; "
+              f"skips removed it: {verdict['skips']}")  # fmt: skip
+    print(f"report: {result['html']}\n        {result['markdown']} ({len(result['pngs'])} figures)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from degradation.report.build import build_report
+
+    args = _parser().parse_args(argv)
+    try:
+        if args.dry_run is not None and not args.wandb:
+            raise UserError("--dry-run only applies to a W&B report: add --wandb ENTITY/PROJECT")
+        wandb_build = _wandb_builder(args.wandb) if args.wandb else None
+        result = build_report(args.path, args.out)
+        _print_summary(result)
+        if wandb_build is not None:  # after the local report, which needs no network
+            dry_run = Path(args.dry_run) if args.dry_run else None
+            if args.dry_run == "":  # --dry-run without a path
+                dry_run = result["json"].parent / "wandb_report.json"
+            spec = wandb_build(runs_root=args.path, entity_project=args.wandb, dry_run_path=dry_run)
+            url = spec.get("url") if isinstance(spec, dict) else None
+            print(f"W&B report: {url}" if url else f"W&B report specification: {dry_run}")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""Find run folders below a path and load what each one left behind.
+
+A run folder is any folder holding `summary.json`, at any depth: one sweep, several sweeps, or
+single runs. Runs are grouped into *variants* (same dataset, same architecture name, same
+training recipe; seeds differ) and variants into *studies* (same dataset and recipe), the
+units that tables, figures and the verdict compare.
+
+The recipe is the part of `.hydra/config.yaml` that changes what a run measures (data,
+optimiser, budget, precision, ...), not where it writes or how it is launched. Runs of one
+dataset whose recipes differ are never averaged together: their labels name the differing
+keys, e.g. `plain-20 [trainer.max_steps=10]`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from degradation.errors import UserError
+from degradation.responses import LAYER_RESPONSES
+from degradation.rundir import METRICS, SUMMARY
+
+# Config keys that change what a run measures; everything else (paths, logging, launcher,
+# devices, architecture, which the variant name already says, seed) is left out.
+RECIPE_KEYS = (
+    "data.",
+    "optim.",
+    "trainer.max_steps",
+    "trainer.precision",
+    "trainer.gradient_clip_val",
+    "log_every",
+    "zero_init_residual",
+)
+NOT_RECIPE_KEYS = ("data.root", "data.download", "data.verify", "data.num_workers")
+NOT_RECIPE_KEYS += ("data.eval_batch_size",)
+MAX_LABEL_KEYS = 3  # more differing keys than this: recipes are lettered instead
+SKIP_ORDER = {"none": 0, "add": 1, "concat": 2}
+
+
+@dataclass
+class Run:
+    path: Path
+    summary: dict[str, Any]
+    config: dict[str, Any]  # flattened .hydra/config.yaml (unresolved); {} if missing
+    metrics: dict[str, list[tuple[int, float]]]  # column -> [(step, value)], last per step
+    responses: dict[str, Any] | None  # layer_responses.json
+    recipe: str = ""  # set by group_runs: "" where a dataset has one recipe
+
+    @property
+    def status(self) -> str:
+        return self.summary.get("status", "unknown")
+
+    @property
+    def usable(self) -> bool:
+        """Only completed runs enter means, curves and the verdict."""
+        return self.status == "completed"
+
+    @property
+    def name(self) -> str:
+        return self.summary.get("name", self.path.name)
+
+    @property
+    def dataset(self) -> str:
+        return self.summary.get("dataset", "unknown")
+
+    @property
+    def seed(self) -> Any:
+        return self.summary.get("seed")
+
+    @property
+    def depth(self) -> int | None:
+        return self.summary.get("depth")
+
+    @property
+    def skip(self) -> str:
+        return self.summary.get("skip", "unknown")
+
+    @property
+    def series(self) -> str:
+        """The name without its depth: 'plain', 'resnet projection', ... (depth series)."""
+        head, _, rest = self.name.partition(" ")
+        family = head.rsplit("-", 1)[0]
+        return f"{family} {rest}".strip()
+
+    @property
+    def variant(self) -> str:
+        return f"{self.name} [{self.recipe}]" if self.recipe else self.name
+
+    @property
+    def reason(self) -> str:
+        """Why a run is not in the means (empty for a completed run)."""
+        if self.status == "diverged":
+            return f"diverged at step {self.summary.get('diverged_step')}"
+        if self.status == "failed":
+            return (self.summary.get("error") or "no error recorded").splitlines()[0]
+        if self.status != "completed":
+            return f"status {self.status!r}"
+        return ""
+
+    def final(self, key: str) -> float | None:
+        return _number((self.summary.get("final") or {}).get(key))
+
+    def best_val(self, key: str) -> float | None:
+        return _number((self.summary.get("best_val") or {}).get(key))
+
+
+@dataclass
+class Variant:
+    dataset: str
+    recipe: str
+    name: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.runs[0].variant
+
+    @property
+    def usable(self) -> list[Run]:
+        return [r for r in self.runs if r.usable]
+
+    @property
+    def depth(self) -> int | None:
+        return self.runs[0].depth
+
+    @property
+    def skip(self) -> str:
+        return self.runs[0].skip
+
+    @property
+    def series(self) -> str:
+        return self.runs[0].series
+
+    @property
+    def study(self) -> tuple[str, str]:
+        return (self.dataset, self.recipe)
+
+
+def _number(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
+
+
+def find_runs(root: Path) -> list[Run]:
+    """Every run folder below root (root itself included), sorted by path; UserError if none."""
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"{root}: no such folder; give a run, sweep or output folder")
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder; give a run, sweep or output folder")
+    paths = sorted(p.parent for p in root.rglob(SUMMARY) if p.is_file())
+    if not paths:
+        raise UserError(f"{root}: no run folders found (no {SUMMARY} anywhere below it)")
+    return [load_run(p) for p in paths]
+
+
+def load_run(path: Path) -> Run:
+    try:
+        summary = json.loads((path / SUMMARY).read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path / SUMMARY}: not readable as JSON ({err})") from None
+    responses_path = path / LAYER_RESPONSES
+    responses = json.loads(responses_path.read_text()) if responses_path.is_file() else None
+    return Run(path, summary, read_config(path), read_metrics(path / METRICS), responses)
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    return _flatten(OmegaConf.to_container(OmegaConf.load(path), resolve=False))
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, sub in tree.items():
+        flat.update(_flatten(sub, f"{prefix}{key}."))
+    return {k.rstrip("."): v for k, v in flat.items()}
+
+
+def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """metrics.csv as column -> [(step, value)] (sparse rows; a repeated step keeps its last)."""
+    if not path.is_file():
+        return {}
+    columns: dict[str, dict[int, float]] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            step = row.get("step")
+            if not step:
+                continue
+            for key, text in row.items():
+                if key in ("step", "epoch") or not text:
+                    continue
+                try:
+                    columns.setdefault(key, {})[int(float(step))] = float(text)
+                except ValueError:
+                    continue
+    return {k: sorted(v.items()) for k, v in columns.items()}
+
+
+def recipe_of(run: Run) -> dict[str, Any]:
+    keep = {}
+    for key, val in run.config.items():
+        if not key.startswith(RECIPE_KEYS) or key.startswith(NOT_RECIPE_KEYS):
+            continue
+        if key.startswith("data.synthetic.") and run.config.get("data.name") != "synthetic":
+            continue
+        keep[key] = val
+    return keep
+
+
+def group_runs(runs: list[Run]) -> list[Variant]:
+    """Sets each run's recipe label and returns the variants, in a stable reading order."""
+    by_dataset: dict[str, list[Run]] = {}
+    for run in runs:
+        by_dataset.setdefault(run.dataset, []).append(run)
+    for dataset_runs in by_dataset.values():
+        _label_recipes(dataset_runs)
+    variants: dict[tuple[str, str, str], Variant] = {}
+    for run in runs:
+        key = (run.dataset, run.recipe, run.name)
+        variants.setdefault(key, Variant(*key)).runs.append(run)
+    return sorted(variants.values(), key=_variant_order)
+
+
+def _label_recipes(runs: list[Run]) -> None:
+    recipes = [recipe_of(r) for r in runs]
+    differing = _differing_keys(recipes)
+    if not differing:
+        return
+    distinct: list[str] = []
+    for run, rec in zip(runs, recipes, strict=True):
+        text = ", ".join(f"{k}={rec.get(k, '?')}" for k in differing)
+        if text not in distinct:
+            distinct.append(text)
+        if len(differing) <= MAX_LABEL_KEYS:
+            run.recipe = text
+        else:
+            run.recipe = f"recipe {chr(ord('A') + distinct.index(text))}"
+
+
+def _differing_keys(recipes: list[dict[str, Any]]) -> list[str]:
+    keys = sorted({k for rec in recipes for k in rec})
+    return [k for k in keys if len({repr(rec.get(k, "?")) for rec in recipes}) > 1]
+
+
+def recipe_legend(runs: list[Run]) -> dict[str, str]:
+    """Lettered recipe label -> its differing keys (for labels that do not say them)."""
+    legend: dict[str, str] = {}
+    by_dataset: dict[str, list[Run]] = {}
+    for run in runs:
+        by_dataset.setdefault(run.dataset, []).append(run)
+    for dataset_runs in by_dataset.values():
+        recipes = [recipe_of(r) for r in dataset_runs]
+        differing = _differing_keys(recipes)
+        for run, rec in zip(dataset_runs, recipes, strict=True):
+            if run.recipe.startswith("recipe "):
+                legend[f"{run.dataset} {run.recipe}"] = ", ".join(
+                    f"{k}={rec.get(k, '?')}" for k in differing
+                )
+    return legend
+
+
+def _variant_order(v: Variant) -> tuple:
+    return (v.dataset, v.recipe, SKIP_ORDER.get(v.skip, 9), v.series, v.depth or 0, v.name)

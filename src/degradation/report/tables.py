@@ -1,0 +1,194 @@
+"""The report's tables: per variant (seeds aggregated), against the published CIFAR-10 numbers,
+the runs left out of the means, and every run folder.
+
+Each table comes twice: as raw numbers (fractions, for report.json and tests) and as a
+`document.Table` (errors in %, mean ± sample std).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from degradation.report.document import Table
+from degradation.report.paper import PAPER, PAPER_DATASET, SOURCES
+from degradation.report.runs import Run, Variant
+from degradation.report.stats import Stat, describe, percent
+
+ERROR_COLUMNS = {
+    "final_test_error": ("Final test error %", lambda r: r.final("test_error")),
+    "best_val_test_error": ("Best-on-val test error %", lambda r: r.best_val("test_error")),
+    "final_train_error": ("Final training error %", lambda r: r.final("train_error")),
+}
+
+
+def variant_numbers(v: Variant) -> dict[str, Any]:
+    """Raw numbers of one variant: errors as fractions, each a {mean, std, n} over seeds."""
+    used = v.usable
+    first = next((r.summary for r in v.runs if r.summary.get("params") is not None), {})
+    numbers: dict[str, Any] = {
+        "variant": v.label,
+        "name": v.name,
+        "dataset": v.dataset,
+        "recipe": v.recipe,
+        "depth": v.depth,
+        "skip": v.skip,
+        "runs": len(v.runs),
+        "n": len(used),
+        "seeds": sorted(r.seed for r in used),
+        "excluded": dict(Counter(r.status for r in v.runs if not r.usable)),
+        "params": first.get("params"),
+        "flops": first.get("flops"),
+    }
+    for key, (_, get) in ERROR_COLUMNS.items():
+        numbers[key] = describe(get(r) for r in used).as_dict()
+    for key in ("steps", "wall_time_s", "throughput_img_s"):
+        numbers[key] = describe(r.summary.get(key) for r in used).as_dict()
+    return numbers
+
+
+def _stat(d: dict) -> Stat:
+    return Stat(d["mean"], d["std"], d["n"])
+
+
+def _count(x: float | None, digits: int = 0) -> str:
+    return "—" if x is None else f"{x:,.{digits}f}"
+
+
+def _millions(x: int | None) -> str:
+    return "—" if x is None else f"{x / 1e6:.1f}M"
+
+
+def variants_table(numbers: list[dict]) -> Table:
+    rows = []
+    for v in numbers:
+        seeds = ", ".join(str(s) for s in v["seeds"]) or "—"
+        left_out = ", ".join(f"{n} {status}" for status, n in sorted(v["excluded"].items()))
+        rows.append(
+            [
+                v["variant"],
+                v["dataset"],
+                str(v["n"]),
+                seeds,
+                *(percent(_stat(v[key])) for key in ERROR_COLUMNS),
+                _count(v["params"]),
+                _millions(v["flops"]),
+                _count(_stat(v["steps"]).mean),
+                _count(_stat(v["wall_time_s"]).mean, 1),
+                _count(_stat(v["throughput_img_s"]).mean),
+                left_out or "—",
+            ]
+        )
+    notes = [
+        "Errors in %: mean ± sample standard deviation (n − 1) over the n completed runs "
+        "(seeds); a single run shows its value alone.",
+        "Final training error = running error of the last logging window (augmented images, "
+        "BN in training mode), as in the paper's curves. Best-on-val = test error of the "
+        "checkpoint with the lowest validation error (the test set never chooses anything).",
+        "FLOPs: forward, per image. Steps, wall time and throughput: means over completed runs.",
+        "Diverged and failed runs are not in the means: see 'Runs not in the means'.",
+    ]
+    repeated = [
+        f"{v['variant']} (seeds {', '.join(map(str, sorted(set(v['seeds']))))})"
+        for v in numbers
+        if len(set(v["seeds"])) < len(v["seeds"])
+    ]
+    if repeated:
+        notes.append("The same seed appears more than once for: " + "; ".join(repeated) + ".")
+    columns = ["Variant", "Dataset", "n", "Seeds", *(c for c, _ in ERROR_COLUMNS.values())]
+    columns += ["Params", "FLOPs", "Steps", "Wall time (s)", "Throughput (img/s)"]
+    columns += ["Not in means"]
+    return Table(columns, rows, caption="Results per variant", notes=notes)
+
+
+def paper_numbers(numbers: list[dict]) -> list[dict]:
+    """Our CIFAR-10 variants that have a published number, with the differences (pp)."""
+    rows = []
+    for v in numbers:
+        if v["dataset"] != PAPER_DATASET or v["n"] == 0:
+            continue
+        published = {s.name: s.errors[v["name"]] for s in SOURCES if v["name"] in s.errors}
+        if not published:
+            continue
+        ours = _stat(v["final_test_error"])
+        rows.append(
+            {
+                "variant": v["variant"],
+                "name": v["name"],
+                "ours": v["final_test_error"],
+                "published": {k: p.mean for k, p in published.items()},
+                "difference": {k: 100 * ours.mean - p.mean for k, p in published.items()},
+                "notes": {k: p.note for k, p in published.items() if p.note},
+            }
+        )
+    return rows
+
+
+def paper_table(rows: list[dict]) -> Table | None:
+    if not rows:
+        return None
+    columns = ["Variant", "Ours: final test error %", "n"]
+    for source in SOURCES:
+        columns += [source.name + ("*" if source.caveat and source is not PAPER else ""), "Δ"]
+    body = []
+    for row in rows:
+        cells = [row["variant"], percent(_stat(row["ours"])), str(row["ours"]["n"])]
+        for source in SOURCES:
+            p = source.errors.get(row["name"])
+            if p is None:
+                cells += ["—", "—"]
+            else:
+                cells += [p.text(), f"{row['difference'][source.name]:+.2f}"]
+        body.append(cells)
+    notes = [
+        "Δ = ours − published, in percentage points (negative: ours is lower). Ours is the final "
+        "model's test error, mean ± sample std over seeds.",
+        PAPER.caveat,
+        *(f"{PAPER.name}, {name}: {p.note}." for name, p in PAPER.errors.items() if p.note),
+        *(f"*{s.name}: {s.caveat}" for s in SOURCES if s.caveat and s is not PAPER),
+        "Sources: " + "; ".join(f"{s.name} <{s.url}>" for s in SOURCES) + ".",
+    ]
+    return Table(columns, body, caption="CIFAR-10 against the paper and reproductions", notes=notes)
+
+
+def relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root)) or "."
+    except ValueError:
+        return str(path)
+
+
+def excluded_table(runs: list[Run], root: Path) -> Table | None:
+    left = [r for r in runs if not r.usable]
+    if not left:
+        return None
+    rows = [[relative(r.path, root), r.variant, str(r.seed), r.status, r.reason] for r in left]
+    return Table(
+        ["Run folder", "Variant", "Seed", "Status", "Reason"],
+        rows,
+        caption="Runs not in the means (listed, never dropped)",
+    )
+
+
+def runs_table(runs: list[Run], root: Path) -> Table:
+    rows = []
+    for r in runs:
+        rows.append(
+            [
+                relative(r.path, root),
+                r.variant,
+                str(r.seed),
+                r.status,
+                _count(r.summary.get("steps")),
+                percent(describe([r.final("train_error")])),
+                percent(describe([r.final("test_error")])),
+                percent(describe([r.best_val("test_error")])),
+                str(r.summary.get("config_hash", "—")),
+                (r.summary.get("git_commit") or "—")[:12]
+                + (" (dirty)" if r.summary.get("git_dirty") else ""),
+            ]
+        )
+    columns = ["Run folder", "Variant", "Seed", "Status", "Steps", "Final train %"]
+    columns += ["Final test %", "Best-on-val test %", "Config hash", "Git commit"]
+    return Table(columns, rows, caption="Every run folder")

@@ -1,0 +1,256 @@
+"""A W&B Report for one sweep: the degradation curves, a run table and the sweep's command.
+
+    build_report("outputs/sweeps/demo", "my-team/degradation")              # saves it (network)
+    build_report("outputs/sweeps/demo", "my-team/degradation", "spec.json")  # writes the spec only
+
+Runs are found by their summary.json below `runs_root`; each one's W&B group is recomputed from
+its .hydra/config.yaml by `loggers.variant_group`, the function that named it at training time.
+Panels (He et al. 2015, Fig. 1 and Fig. 6): for each kind of net (plain, residual, concat) one
+panel grid with training error and validation error against the iteration, one line per variant
+(W&B group) with the mean ± std over its seeds. W&B styles lines per run id only, so the paper's
+dashed training / bold test curves become two panels side by side. The test set is never a
+curve: its error (final model and best-validation checkpoint) is in the run table.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from degradation.config import value
+from degradation.errors import UserError
+from degradation.loggers import STEP_METRIC, variant_group, wandb_requested
+from degradation.rundir import SUMMARY, atomic_write_text
+
+NET_KINDS = {  # skip -> (section title, runset name)
+    "none": ("Plain nets (Fig. 1, Fig. 6 left)", "plain"),
+    "add": ("Residual nets (Fig. 6 middle)", "residual"),
+    "concat": ("Concatenation skips", "concat"),
+}
+CURVES = (("train/error", "training error"), ("val/error", "validation error"))
+TABLE_COLUMNS = [
+    "run:group",
+    "run:state",
+    "config:depth.value",
+    "config:skip.value",
+    "config:shortcut.value",
+    "config:seed.value",
+    "summary:final/train_error",
+    "summary:final/val_error",
+    "summary:final/test_error",
+    "summary:best_val/test_error",
+    "summary:params",
+    "summary:status",
+]
+
+
+@dataclass
+class SweepRun:
+    run_dir: Path
+    summary: dict[str, Any]
+    group: str
+    skip: str
+
+
+def collect_runs(runs_root: Path) -> list[SweepRun]:
+    """Every run below runs_root that was logged to W&B: plain, residual, concat; by depth."""
+    if not runs_root.is_dir():
+        raise UserError(f"{runs_root}: no such folder (expected a sweep or runs folder)")
+    runs, not_logged = [], 0
+    kind_order = list(NET_KINDS)
+    for summary_path in sorted(runs_root.rglob(SUMMARY)):
+        run_dir = summary_path.parent
+        config_path = run_dir / ".hydra" / "config.yaml"
+        if not config_path.is_file():
+            continue  # not a run folder of ours
+        cfg = OmegaConf.load(config_path)
+        if not wandb_requested(cfg) or value(cfg.logger.wandb.mode) == "disabled":
+            not_logged += 1
+            continue
+        runs.append(
+            SweepRun(
+                run_dir=run_dir,
+                summary=json.loads(summary_path.read_text()),
+                group=variant_group(cfg),
+                skip=str(value(cfg.skip)),
+            )
+        )
+    if not_logged:
+        print(
+            f"note: {not_logged} run(s) below {runs_root} not logged to W&B: left out",
+            file=sys.stderr,
+        )
+    runs.sort(key=lambda r: (kind_order.index(r.skip), r.summary.get("depth", 0), r.group))
+    if not runs:
+        raise UserError(
+            f"{runs_root}: no run logged to W&B below it (train with logger=wandb first)"
+        )
+    return runs
+
+
+def _split_entity_project(entity_project: str) -> tuple[str, str]:
+    entity, _, project = entity_project.partition("/")
+    if not entity or not project or "/" in project:
+        raise UserError(
+            f"--wandb {entity_project}: expected ENTITY/PROJECT, e.g. my-team/degradation"
+        )
+    return entity, project
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    pct = [100 * v for v in values]
+    spread = f" ± {statistics.stdev(pct):.2f}" if len(pct) > 1 else ""
+    return f"{statistics.mean(pct):.2f}{spread}"
+
+
+def _final(run: SweepRun, section: str, key: str) -> float | None:
+    return (run.summary.get(section) or {}).get(key)
+
+
+def variant_table(runs: list[SweepRun]) -> str:
+    """Markdown: one row per variant (W&B group), errors in % as mean ± std over seeds."""
+    rows = [
+        "| variant (W&B group) | runs | train error % | val error % | test error % "
+        "| test error % at best val |",
+        "|---|---|---|---|---|---|",
+    ]
+    groups: dict[str, list[SweepRun]] = {}
+    for run in runs:
+        groups.setdefault(run.group, []).append(run)
+    for group, members in groups.items():
+
+        def stat(section: str, key: str, members=members) -> str:
+            found = [_final(r, section, key) for r in members]
+            return _mean_std([v for v in found if v is not None])
+
+        rows.append(
+            f"| `{group}` | {len(members)} | {stat('final', 'train_error')} "
+            f"| {stat('final', 'val_error')} | {stat('final', 'test_error')} "
+            f"| {stat('best_val', 'test_error')} |"
+        )
+    return "\n".join(rows)
+
+
+def _group_filter(groups: list[str]) -> str:
+    return f"Metric('Group') in {sorted(set(groups))!r}"
+
+
+def _blocks(wr: Any, runs: list[SweepRun], runs_root: Path, scope: dict[str, str]) -> list:
+    intro = (
+        f"Sweep `{runs_root}`: {len(runs)} runs. The degradation problem (He et al. 2015): "
+        "a deeper *plain* net trains to a **higher training error**; with skip connections "
+        "it does not. Each line is one variant (a W&B group), mean ± std over its seeds. "
+        "Training error is the running error over `log_every` steps (augmented, BN in "
+        "training mode), validation error is on the held-out split; the test set only "
+        "appears in the tables.\n\n" + variant_table(runs)
+    )
+    blocks: list = [wr.MarkdownBlock(text=intro)]
+    for skip, (title, runset_name) in NET_KINDS.items():
+        groups = [r.group for r in runs if r.skip == skip]
+        if not groups:
+            continue
+        panels = [
+            wr.LinePlot(
+                title=f"{runset_name} nets: {label}",
+                x=STEP_METRIC,
+                y=[metric],
+                title_x="iteration",
+                title_y="error",
+                groupby="Group",
+                groupby_aggfunc="mean",
+                groupby_rangefunc="stddev",
+                smoothing_factor=0.0,
+                layout=wr.Layout(x=12 * i, y=0, w=12, h=8),
+            )
+            for i, (metric, label) in enumerate(CURVES)
+        ]
+        runset = wr.Runset(
+            name=runset_name, filters=_group_filter(groups), groupby=["group"], **scope
+        )
+        blocks += [wr.H2(text=title), wr.PanelGrid(runsets=[runset], panels=panels)]
+    table = wr.Runset(
+        name="runs",
+        filters=_group_filter([r.group for r in runs]),
+        pinned_columns=["run:displayName"],
+        visible_columns=TABLE_COLUMNS,
+        **scope,
+    )
+    lr_panel = wr.LinePlot(
+        title="learning rate (check the schedule and any warm-up)",
+        x=STEP_METRIC,
+        y=["lr"],
+        layout=wr.Layout(x=0, y=0, w=24, h=6),
+    )
+    commands = list(dict.fromkeys(r.summary.get("command", "") for r in runs if r.summary))
+    blocks += [
+        wr.H2(text="Runs"),
+        wr.PanelGrid(runsets=[table], panels=[lr_panel]),
+        wr.H2(text="Command"),
+        wr.MarkdownBlock(text="```bash\n" + "\n".join(c for c in commands if c) + "\n```"),
+    ]
+    return blocks
+
+
+def _spec(report: Any) -> dict[str, Any]:
+    return report._to_model().model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _import_reports() -> Any:
+    try:
+        import wandb_workspaces.reports.v2 as wr
+    except ImportError as err:
+        raise UserError(
+            f"--wandb needs the wandb-workspaces package ({err}); pip install wandb-workspaces"
+        ) from None
+    return wr
+
+
+def build_report(
+    runs_root: str | Path, entity_project: str, dry_run_path: str | Path | None = None
+) -> dict[str, Any]:
+    """Build the sweep's W&B Report; save it, or with dry_run_path write its spec as JSON.
+
+    Returns the report's specification (W&B's own JSON model of the report); after a save it
+    also holds the report's "url". Raises UserError for a bad argument or a failed save.
+    """
+    entity, project = _split_entity_project(entity_project)
+    runs_root = Path(runs_root)
+    runs = collect_runs(runs_root)
+    wr = _import_reports()
+    # A runset naming its project is resolved to the project's id over the network when the
+    # report is serialised, so the offline spec leaves it out and names the project after.
+    scope = {} if dry_run_path else {"entity": entity, "project": project}
+    report = wr.Report(
+        entity=entity,
+        project=project,
+        title=f"Degradation: {runs_root.resolve().name}"[:128],
+        description=f"{len(runs)} runs, {len({r.group for r in runs})} variants",
+        blocks=_blocks(wr, runs, runs_root, scope),
+        width="fluid",
+    )
+    if dry_run_path:
+        spec = _spec(report)
+        for block in spec["spec"]["blocks"]:
+            for runset in block.get("metadata", {}).get("runSets", []):
+                runset["project"] = {"name": project, "entityName": entity}
+        atomic_write_text(Path(dry_run_path), json.dumps(spec, indent=2) + "\n")
+        return spec
+    try:
+        report.save()
+    except Exception as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(
+            f"--wandb {entity_project}: the report could not be saved ({reason}); "
+            "log in with `wandb login`, or write it offline with --dry-run FILE"
+        ) from None
+    spec = _spec(report)  # after save: runsets carry their project ids
+    spec["url"] = report.url
+    return spec

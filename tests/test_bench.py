@@ -1,0 +1,101 @@
+"""The throughput benchmark: what it runs, what it reports, how it refuses bad arguments.
+
+Correctness only: tiny step counts, no timing assertions (the machine is shared and noisy).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from degradation.bench import main, run_minutes, sweep_minutes
+from conftest import REPO
+
+TINY = ["--device", "cpu", "--steps", "2", "--warmup", "1", "--batch", "16"]
+TINY += ["--workers", "0", "--train-size", "128"]
+
+
+def bench_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "degradation.bench", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_bench_times_baseline_and_framework_for_each_model(tmp_path):
+    out = tmp_path / "bench.json"
+    result = bench_cli(*TINY, "--models", "8,14", "--json", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = json.loads(out.read_text())
+    assert [r["model"] for r in records] == ["resnet-8", "resnet-14"]
+    for r in records:
+        assert (r["device"], r["batch"], r["steps"], r["warmup"]) == ("cpu", 16, 2, 1)
+        assert r["baseline_img_s"] > 0 and r["framework_img_s"] > 0
+        assert r["ratio"] == pytest.approx(r["framework_img_s"] / r["baseline_img_s"])
+        assert r["baseline_img_s_by_workers"] == {"0": r["baseline_img_s"]}
+        # the CPU default path: fp32 eager
+        assert (r["precision"], r["compile"], r["channels_last"]) == ("32-true", "none", False)
+        assert r["run_64k_min"] == pytest.approx(64000 * 128 / r["framework_img_s"] / 60)
+        assert r["pack"] == 1 and r["packed_img_s"] is None
+        assert r["torch"] == torch.__version__ and r["cpus"] >= 1 and r["date"]
+    table = result.stdout[result.stdout.index("baseline img/s") :]
+    assert "resnet-8" in table and "resnet-14" in table and "b/a" in table
+    assert "canonical sweep" not in result.stdout  # projected on a GPU only
+
+
+def test_bench_pack_sums_concurrent_framework_loops(tmp_path):
+    out = tmp_path / "bench.json"
+    result = bench_cli(*TINY, "--models", "8", "--pack", "2", "--json", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record,) = json.loads(out.read_text())
+    assert record["pack"] == 2 and len(record["packed_img_s_each"]) == 2
+    assert all(v > 0 for v in record["packed_img_s_each"])
+    assert record["packed_img_s"] == pytest.approx(sum(record["packed_img_s_each"]))
+    assert "packed sum img/s" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--models", "20,21"], "--models 21: depth=21"),
+        (["--models", "twenty"], "--models twenty: expected comma-separated integers"),
+        (["--steps", "0"], "--steps 0: must be >= 1"),
+        (["--workers", "-1"], "--workers -1: expected comma-separated integers >= 0"),
+        (["--train-size", "10", "--batch", "16"], "--train-size 10: smaller than --batch 16"),
+    ],
+)
+def test_bench_rejects_bad_arguments_with_one_line(args, message, capsys):
+    assert main(["--device", "cpu", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {message}") and "\n" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a CPU-only machine")
+def test_bench_on_cuda_without_a_gpu_says_so(capsys):
+    assert main(["--device", "cuda", "--models", "20"]) == 2
+    assert "no CUDA device is visible" in capsys.readouterr().err
+
+
+def test_sweep_projection_adds_two_runs_per_canonical_depth():
+    speeds = {20: 32000.0, 56: 16000.0, 110: 8000.0}
+    one_run = {d: 64000 * 128 / v / 60 for d, v in speeds.items()}
+    assert run_minutes(speeds[56]) == pytest.approx(one_run[56])
+    assert sweep_minutes(speeds) == pytest.approx(2 * sum(one_run.values()))
+    assert sweep_minutes({20: 32000.0, 56: 16000.0}) is None  # 110 not measured
+    assert sweep_minutes({**speeds, 110: None}) is None
+    assert not math.isnan(sweep_minutes(speeds))
+
+
+def test_bench_help_names_every_option():
+    result = bench_cli("--help", cwd=REPO)
+    assert result.returncode == 0
+    for option in ("--models", "--steps", "--warmup", "--batch", "--device", "--json", "--pack"):
+        assert option in result.stdout
