@@ -32,6 +32,9 @@ format: install
 	$(PY) -m ruff format src tests experiments
 	$(PY) -m ruff check --fix src tests experiments
 
+bench: install  ## throughput: the common recipe vs the framework's step (docs/benchmarks.md)
+	$(PY) -m degradation.bench --json outputs/bench.json
+
 clean:
 	rm -rf outputs multirun build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -12,9 +12,9 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 
 from degradation.bench import main, run_minutes, sweep_minutes
-from conftest import REPO
 
 TINY = ["--device", "cpu", "--steps", "2", "--warmup", "1", "--batch", "16"]
 TINY += ["--workers", "0", "--train-size", "128"]

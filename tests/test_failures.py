@@ -29,6 +29,7 @@ def test_a_failed_and_a_diverged_job_do_not_stop_the_sweep(tmp_path, out):
     assert "Traceback" not in result.stdout
     table = result.stdout[result.stdout.index("job ") :]
     assert "seed=1" in table and "failed  (RuntimeError: injected failure at step 3" in table
+    assert "diverged  (at step 5)" in table
     assert "sweep: 2 completed, 1 diverged, 1 failed" in table
     runs = {
         s["seed"]: (d, s) for d, s in ((d, strict_json(d / "summary.json")) for d in summaries(out))

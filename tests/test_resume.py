@@ -83,6 +83,7 @@ def test_killed_run_resumes_to_the_metrics_of_an_uninterrupted_one(tmp_path):
     rows_a, rows_b = metrics_rows(a_dir), metrics_rows(b_dir)
     assert [int(r["step"]) for r in rows_b if r["lr"]] == list(range(30))  # no gaps, no repeats
     assert rows_b == rows_a  # every train, val and test row, step for step
+    assert not list(b_dir.rglob("*.tmp"))  # no half-written file survives the resume
 
 
 def test_rerunning_a_finished_sweep_retrains_nothing(tmp_path, out):

@@ -27,7 +27,7 @@ def test_warmup_switches_lr_and_logs_it(tmp_path, out):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "warm-up ended at step 10: lr 0.01 -> 0.1" in result.stdout
-    (run_dir, summary), = summaries(out).items()
+    ((run_dir, summary),) = summaries(out).items()
     assert summary["warmup_end_step"] == 10
     lrs = {int(r["step"]): float(r["lr"]) for r in csv.DictReader((run_dir / "metrics.csv").open())
            if r["lr"]}  # fmt: skip

@@ -9,9 +9,9 @@ import math
 
 import pytest
 import torch
+from conftest import run_cli, summaries
 from omegaconf import OmegaConf
 
-from conftest import run_cli, summaries
 from degradation.config import RunConfig
 from degradation.data.augment import random_crop_flip
 from degradation.data.loaders import (
@@ -60,11 +60,10 @@ def test_explicit_speed_settings_are_kept(monkeypatch):
     cfg = config(**{"trainer.precision": "32-true", "compile": "none", "channels_last": False})
     cfg.trainer.benchmark = False
     speed = resolve_speed(cfg)
-    assert (speed.precision, speed.compile, speed.channels_last, speed.benchmark) == (
-        "32-true", "none", False, False,
-    )  # fmt: skip
-    cpu = resolve_speed(config(**{"trainer.accelerator": "cpu", "compile": "default",
-                                  "channels_last": True, "trainer.precision": "bf16-mixed"}))  # fmt: skip
+    kept = (speed.precision, speed.compile, speed.channels_last, speed.benchmark)
+    assert kept == ("32-true", "none", False, False)
+    chosen = {"compile": "default", "channels_last": True, "trainer.precision": "bf16-mixed"}
+    cpu = resolve_speed(config(**{"trainer.accelerator": "cpu", **chosen}))
     assert (cpu.precision, cpu.compile, cpu.channels_last) == ("bf16-mixed", "default", True)
 
 
@@ -91,9 +90,10 @@ def step_losses(run_dir) -> list[float]:
 def test_channels_last_and_compile_give_the_losses_of_eager_fp32(out):
     runs = {}
     for option in ("compile=none", "channels_last=true", "compile=default"):
-        result = run_cli(*STEPS, option, f"output_root={out / option}", cwd=out.parent)
+        root = out / option.replace("=", "-")  # '=' would end Hydra's value
+        result = run_cli(*STEPS, option, f"output_root={root}", cwd=out.parent)
         assert result.returncode == 0, result.stderr[-3000:]
-        ((run_dir, summary),) = summaries(out / option).items()
+        ((run_dir, summary),) = summaries(root).items()
         assert summary["status"] == "completed"
         runs[option] = (run_dir, summary, result.stdout)
     eager = step_losses(runs["compile=none"][0])
@@ -116,10 +116,16 @@ def test_channels_last_and_compile_give_the_losses_of_eager_fp32(out):
 @needs_cuda
 def test_cuda_fast_path_gives_the_losses_of_eager_fp32(out):
     # reduce-overhead = CUDA graphs; bf16 rounds, hence the looser tolerance
-    fast = run_cli(*STEPS, "trainer.accelerator=cuda", f"output_root={out / 'fast'}", cwd=out.parent)
-    eager = run_cli(*STEPS, "trainer.accelerator=cuda", "compile=none", "channels_last=false",
-                    "trainer.precision=32-true", f"output_root={out / 'eager'}", cwd=out.parent)  # fmt: skip
-    assert fast.returncode == 0 and eager.returncode == 0, fast.stderr[-3000:] + eager.stderr[-3000:]
+    fast = run_cli(
+        *STEPS, "trainer.accelerator=cuda", f"output_root={out / 'fast'}", cwd=out.parent
+    )
+    plain = ["compile=none", "channels_last=false", "trainer.precision=32-true"]
+    eager = run_cli(
+        *STEPS, "trainer.accelerator=cuda", *plain, f"output_root={out / 'eager'}", cwd=out.parent
+    )
+    assert fast.returncode == 0 and eager.returncode == 0, (
+        fast.stderr[-3000:] + eager.stderr[-3000:]
+    )
     ((fast_dir, fast_summary),) = summaries(out / "fast").items()
     ((eager_dir, _),) = summaries(out / "eager").items()
     assert fast_summary["speed"]["compile"] == "reduce-overhead"
@@ -142,8 +148,9 @@ def test_device_batches_follow_the_resumable_order_and_shard_by_rank():
     labels = torch.arange(40)
 
     def batches(rank=0, world=1, position=0):
-        sampler = ResumableSampler(40, 4, seed=3, position=lambda: position, rank=rank,
-                                   world_size=world)  # fmt: skip
+        sampler = ResumableSampler(
+            40, 4, seed=3, position=lambda: position, rank=rank, world_size=world
+        )
         return sampler, list(DeviceBatches(images, labels, sampler, torch.device("cpu")))
 
     sampler, got = batches()
@@ -152,7 +159,7 @@ def test_device_batches_follow_the_resumable_order_and_shard_by_rank():
     for i, (x, y) in enumerate(got):
         assert torch.equal(y, order[4 * i : 4 * i + 4]) and torch.equal(x, images[y])
     assert sorted(torch.cat([y for _, y in got]).tolist()) == list(range(40))
-    assert [y.tolist() for _, y in batches(position=13)[1]] == [y.tolist() for _, y in got[3:]]
+    assert [y.tolist() for _, y in batches(position=3)[1]] == [y.tolist() for _, y in got[3:]]
     rank0 = torch.cat([y for _, y in batches(0, 2)[1]])
     rank1 = torch.cat([y for _, y in batches(1, 2)[1]])
     assert len(rank0) == len(rank1) == 20 and not set(rank0.tolist()) & set(rank1.tolist())
@@ -175,27 +182,59 @@ def test_training_on_cuda_keeps_the_data_on_the_gpu():
 
 
 SAMPLES, PAD, SIZE = 3000, 4, 32
+CELLS = (2 * PAD + 1) ** 2
 
 
-def crop_offsets_and_flips(images: torch.Tensor, out: torch.Tensor):
-    """Each output's crop offset (dy*9+dx) in its zero-padded source, and whether it is flipped,
-    found by matching it against every window of the padded image."""
-    grid = 2 * PAD + 1
+def window_matches(windows: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
+    """B × 81: which of each image's windows (B×C×9×9×H×W) equals its crop (B×C×H×W)."""
+    return (windows == crops[:, :, None, None]).all(-1).all(-1).all(1).flatten(1)
+
+
+def offsets_and_flips(images: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Counts of each crop offset (dy * 9 + dx in the zero-padded image) over the outputs, and
+    the fraction flipped: each output is matched against every window of its padded source."""
     padded = torch.nn.functional.pad(images, (PAD,) * 4)
-    offsets, flips = [], []
+    offsets, flipped = [], []
     for start in range(0, len(images), 250):
-        p, o = padded[start : start + 250], out[start : start + 250]
-        windows = p.unfold(2, SIZE, 1).unfold(3, SIZE, 1)  # B×C×9×9×H×W
-        for flipped, candidate in ((False, o), (True, o.flip(-1))):
-            match = (windows == candidate[:, :, None, None]).all(-1).all(-1).all(1)  # B×9×9
-            found = match.flatten(1).float().argmax(1)
-            hit = match.flatten(1).any(1)
-            offsets += [(i, int(f)) for i, (f, h) in enumerate(zip(found, hit)) if h]
-            flips += [(i, flipped) for i, h in enumerate(hit) if h]
-        assert len({i for i, _ in offsets[-len(o) :]}) <= len(o)
-    assert len(offsets) == len(images) * 1 + len(images) * 0 or len(offsets) >= len(images)
-    cells = torch.zeros(grid * grid)
-    for _, f in offsets:
-        cells[f] += 1
-    flip_rate = sum(flipped for _, flipped in flips) / len(flips)
-    return cells, flip_rate
+        windows = padded[start : start + 250].unfold(2, SIZE, 1).unfold(3, SIZE, 1)
+        crops = out[start : start + 250]
+
+        plain, mirrored = window_matches(windows, crops), window_matches(windows, crops.flip(-1))
+        assert (plain.any(1) ^ mirrored.any(1)).all(), "an output is not one crop of its source"
+        is_flipped = mirrored.any(1)
+        offsets.append(torch.where(is_flipped, mirrored.int().argmax(1), plain.int().argmax(1)))
+        flipped.append(is_flipped)
+    counts = torch.bincount(torch.cat(offsets), minlength=CELLS)
+    return counts, torch.cat(flipped).float().mean().item()
+
+
+def test_batched_and_per_sample_augmentation_draw_the_same_distribution():
+    g = torch.Generator().manual_seed(0)
+    # pixels 1..255: the zero padding shows, so every crop has one offset
+    images = torch.randint(1, 256, (SAMPLES, 3, SIZE, SIZE), generator=g, dtype=torch.uint8)
+    labels = torch.zeros(SAMPLES, dtype=torch.long)
+    torch.manual_seed(1)
+    batched = random_crop_flip(images.float(), PAD, flip=True).round().to(torch.uint8)
+    framework = PerSampleImages(images, labels, framework_transform((SIZE, SIZE), PAD, True, abs))
+    torch.manual_seed(2)
+    per_sample = torch.stack([framework[i][0] for i in range(SAMPLES)]).to(torch.uint8)
+    # the benchmark's baseline: PIL images, ToTensor (0..1), Normalize(0, 1)
+    to_unit = common_recipe_transform(SIZE, PAD, mean=[0.0] * 3, std=[1.0] * 3)
+    recipe = PerSampleImages(images, labels, to_unit, pil=True)
+    torch.manual_seed(3)
+    common = torch.stack([recipe[i][0] for i in range(SAMPLES)]).mul(255).round().to(torch.uint8)
+
+    tables = []
+    for name, out in (("batched", batched), ("torchvision", per_sample), ("recipe", common)):
+        counts, flip_rate = offsets_and_flips(images, out)
+        tables.append(counts)
+        assert counts.sum() == SAMPLES
+        # uniform over the 9×9 offsets: every cell within 5 sigma of SAMPLES / 81
+        expected = SAMPLES / CELLS
+        sigma = math.sqrt(expected * (1 - 1 / CELLS))
+        assert (counts - expected).abs().max() < 5 * sigma, (name, counts.tolist())
+        assert abs(flip_rate - 0.5) < 5 * math.sqrt(0.25 / SAMPLES), (name, flip_rate)
+    stats = pytest.importorskip("scipy.stats")
+    for counts in tables:
+        assert stats.chisquare(counts.numpy()).pvalue > 1e-3
+    assert stats.chi2_contingency(torch.stack(tables).numpy()).pvalue > 1e-3

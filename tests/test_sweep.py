@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conftest import run_cli, summaries
+
 from hydra_plugins.degradation_sweeper import drop_duplicate_plain_jobs
 
 
@@ -17,7 +18,10 @@ def test_plain_jobs_that_differ_only_in_shortcut_run_once():
     assert skipped == [["skip=none", "shortcut=projection", "depth=20"]]
     # a different depth is a different plain net
     kept, skipped = drop_duplicate_plain_jobs(
-        [["skip=none", "shortcut=zero_pad", "depth=20"], ["skip=none", "shortcut=projection", "depth=56"]]
+        [
+            ["skip=none", "shortcut=zero_pad", "depth=20"],
+            ["skip=none", "shortcut=projection", "depth=56"],
+        ]
     )
     assert len(kept) == 2 and not skipped
 

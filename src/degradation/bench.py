@@ -178,8 +178,13 @@ def framework_img_s(cfg: DictConfig, dm, warmup: int, steps: int, barrier=None, 
     device = "cuda" if cfg.trainer.accelerator == "cuda" else "cpu"
     speed = resolve_speed(cfg)
     L.seed_everything(0, verbose=False)
-    model = build_model(depth=cfg.depth, skip="add", shortcut="zero_pad", num_classes=10,
-                        in_channels=dm.input_shape[0])  # fmt: skip
+    model = build_model(
+        depth=cfg.depth,
+        skip="add",
+        shortcut="zero_pad",
+        num_classes=10,
+        in_channels=dm.input_shape[0],
+    )
     prepare_model(model, speed)
     module = Classifier(model, cfg.optim, cfg.log_every)
     clock = StepClock(warmup, steps, device, barrier, parties)
@@ -209,11 +214,28 @@ def packed_img_s(args, depth: int, device: str) -> list[float]:
     """img/s of each of `args.pack` framework loops run at once, as processes."""
     with tempfile.TemporaryDirectory(prefix="degradation-pack-") as folder:
         outs = [Path(folder) / f"run{i}.json" for i in range(args.pack)]
-        command = [sys.executable, "-m", "degradation.bench", "--framework-only",
-                   "--device", device, "--models", str(depth), "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--batch", str(args.batch),
-                   "--train-size", str(args.train_size), "--barrier", folder,
-                   "--parties", str(args.pack)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "degradation.bench",
+            "--framework-only",
+            "--device",
+            device,
+            "--models",
+            str(depth),
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--batch",
+            str(args.batch),
+            "--train-size",
+            str(args.train_size),
+            "--barrier",
+            folder,
+            "--parties",
+            str(args.pack),
+        ]
         procs = [subprocess.Popen([*command, "--json", str(out)]) for out in outs]
         codes = [p.wait() for p in procs]
         if any(codes):
@@ -273,23 +295,32 @@ def print_table(records: list[dict[str, Any]], device: str) -> None:
         line += f"{_fmt(r['ratio'], 2):>7}"
         print(line + (f"{_fmt(r['packed_img_s']):>18}" if packed else ""))
     if device == "cuda":
-        for label, key in (("baseline", "baseline_img_s"), ("framework", "framework_img_s"),
-                           ("framework packed", "packed_img_s")):  # fmt: skip
+        for label, key in (
+            ("baseline", "baseline_img_s"),
+            ("framework", "framework_img_s"),
+            ("framework packed", "packed_img_s"),
+        ):
             minutes = sweep_minutes({r["depth"]: r[key] for r in records})
             if minutes is not None:
                 print(f"canonical sweep (6 runs x 64k steps x 128), {label}: {minutes:.1f} min")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m degradation.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m degradation.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--models", default="20,56,110", help="ResNet depths, comma-separated")
     parser.add_argument("--steps", type=int, default=50, help="timed steps per loop")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps before them")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--workers", default=str(min(8, os.cpu_count() or 1)),
-                        help="baseline DataLoader workers; a list (0,2) times each")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        default=str(min(8, os.cpu_count() or 1)),
+        help="baseline DataLoader workers; a list (0,2) times each",
+    )
     parser.add_argument("--pack", type=int, default=1, help="framework loops sharing the device")
     parser.add_argument("--train-size", type=int, default=10000, help="synthetic images")
     parser.add_argument("--json", type=Path, help="write the records here")
@@ -374,9 +405,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.framework_only:
         meta = records[0]
-        print(f"\n{meta['device']}: {meta['gpu'] or meta['cpu']} ({meta['cpus']} CPUs), "
-              f"torch {meta['torch']}, lightning {meta['lightning']}, batch {args.batch}, "
-              f"{args.steps} timed steps after {args.warmup}")  # fmt: skip
+        print(
+            f"\n{meta['device']}: {meta['gpu'] or meta['cpu']} ({meta['cpus']} CPUs), "
+            f"torch {meta['torch']}, lightning {meta['lightning']}, batch {args.batch}, "
+            f"{args.steps} timed steps after {args.warmup}"
+        )
         print_table(records, records[0]["device"])
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

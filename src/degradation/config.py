@@ -272,6 +272,11 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"optim.gamma={cfg.optim.gamma} is not valid: it must be in (0, 1]")
     if list(cfg.optim.milestones) != sorted(cfg.optim.milestones):
         raise UserError(f"optim.milestones={list(cfg.optim.milestones)} must be increasing")
+    if cfg.data.name == "synthetic" and cfg.data.root:
+        raise UserError(
+            f"data.root={cfg.data.root} is not used by data=synthetic (generated, no files); "
+            "drop it or choose a dataset with files: cifar10, cifar100, fashion_mnist"
+        )
     check_architecture(cfg)
     from degradation.loggers import check_logger_available
 
@@ -327,6 +332,8 @@ NOT_HASHED = ("hydra", "resume", "output_root", "logger", "trainer.enable_progre
 NOT_HASHED += ("grad_every",)  # records gradient norms; the training itself is the same
 NOT_HASHED += ("compile", "channels_last")  # how fast, not what: a rerun may switch them
 NOT_HASHED += ("jobs_per_gpu",)  # where a job runs, not what it computes
+# where files live and how often state is saved: the data checksum identifies the data
+NOT_HASHED += ("checkpoint_every", "data.root", "data.download", "data.num_workers")
 
 
 def config_hash(cfg: DictConfig) -> str:

@@ -294,8 +294,7 @@ class JobDDPStrategy(DDPStrategy):
     """Lightning's DDP strategy, whose extra local ranks run this job (not sys.argv)."""
 
     def _configure_launcher(self) -> None:
+        # always a launcher (as Lightning's): under SLURM it checks devices/num_nodes against
+        # the allocation and starts nothing
         assert self.cluster_environment is not None
-        if not self.cluster_environment.creates_processes_externally:
-            self._launcher = JobLauncher(
-                self.cluster_environment, self.num_processes, self.num_nodes
-            )
+        self._launcher = JobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)

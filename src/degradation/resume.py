@@ -50,6 +50,7 @@ from degradation.rundir import (
     atomic_writer,
     clear_run,
     read_summary,
+    remove_torn_writes,
 )
 
 LAST = "last.ckpt"
@@ -101,6 +102,8 @@ def plan_resume(run_dir: Path, config_hash: str, resume: bool = True) -> ResumeP
     ours = checkpoint[CHECKPOINT_KEY]
     if ours.get("config_hash") != config_hash:
         raise UserError(_other_config(path, ours.get("config_hash"), config_hash))
+    if rank_zero_only.rank == 0:
+        remove_torn_writes(run_dir)
     return ResumePlan(
         checkpoint=path, step=int(checkpoint["global_step"]), metrics_rows=ours.get("metrics_rows")
     )

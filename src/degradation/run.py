@@ -42,13 +42,17 @@ def hydra_entry(cfg: DictConfig) -> str:
             raise  # one failed job: the sweep records it and goes on
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    final = summary.get("final", {})
+    final = summary.get("final") or {}
     print(
         f"{summary['name']} s{summary['seed']}: {summary['status']}, "
-        f"train error {final.get('train_error', float('nan')):.4f}, "
-        f"test error {final.get('test_error', float('nan')):.4f} -> {run_dir}"
+        f"train error {_fraction(final.get('train_error'))}, "
+        f"test error {_fraction(final.get('test_error'))} -> {run_dir}"
     )
     return summary["status"]
+
+
+def _fraction(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
 
 
 def main() -> None:

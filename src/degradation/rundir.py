@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
@@ -79,6 +81,14 @@ def clear_run(run_dir: Path) -> None:
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     for name in (METRICS, SUMMARY):
         (run_dir / name).unlink(missing_ok=True)
+    remove_torn_writes(run_dir)
+
+
+def remove_torn_writes(run_dir: Path) -> None:
+    """Delete the temporary files of writes a kill interrupted (atomic_writer's `.NAME.*.tmp`)."""
+    for folder in (Path(run_dir), Path(run_dir) / CHECKPOINTS):
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
@@ -108,3 +118,31 @@ def git_state(start: Path | None = None) -> tuple[str | None, bool | None]:
         except (OSError, subprocess.SubprocessError):
             continue
     return None, None
+
+
+PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "omegaconf", "numpy", "matplotlib")
+
+
+def environment() -> dict[str, Any]:
+    """Python and package versions, platform, CPU count and GPU name(s) of this machine."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    gpus: list[str] = []
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    return {
+        "packages": versions,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "gpus": gpus or ["none"],
+    }

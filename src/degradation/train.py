@@ -40,12 +40,12 @@ from degradation.resume import (
     plan_resume,
     with_metrics_csv,
 )
-from degradation.rundir import CHECKPOINTS, git_state, write_summary
-from degradation.speed import CompileClock, prepare_model, resolve_speed
+from degradation.rundir import CHECKPOINTS, environment, git_state, write_summary
+from degradation.speed import CompileClock, Speed, prepare_model, resolve_speed
 
 
 def _trainer(
-    cfg: DictConfig, run_dir: Path, plan: ResumePlan, run_hash: str
+    cfg: DictConfig, run_dir: Path, plan: ResumePlan, run_hash: str, speed: Speed
 ) -> tuple[L.Trainer, ModelCheckpoint]:
     last = LastCheckpoint(run_dir / CHECKPOINTS, every=cfg.checkpoint_every, config_hash=run_hash)
     best = ModelCheckpoint(
@@ -57,7 +57,6 @@ def _trainer(
         enable_version_counter=False,
     )
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
-    speed = resolve_speed(cfg)  # `auto` precision and cudnn benchmark decided for the device
     trainer_args.update(precision=speed.precision, benchmark=speed.benchmark)
     # DDP that relaunches this job (not the sweep), a GPU per parallel job
     trainer_args = distributed_trainer_args(trainer_args, cfg.jobs_per_gpu)
@@ -108,7 +107,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "resumed_from_step": plan.step if plan.checkpoint is not None else None,
     }
     commit, dirty = git_state()
-    summary.update(git_commit=commit, git_dirty=dirty)
+    summary.update(git_commit=commit, git_dirty=dirty, environment=environment())
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = ResumableData(cfg.data, seed=cfg.seed)
@@ -120,13 +119,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             dataset_checksum=dm.images.checksum,
             num_train=dm.num_train,
         )
-        speed = resolve_speed(cfg)
+        speed = resolve_speed(cfg)  # `auto` precision, compile, cudnn benchmark for the device
         summary["speed"] = {k: v for k, v in vars(speed).items() if k != "cuda"}
         prepare_model(model, speed)  # channels_last, torch.compile (in place)
         module = Classifier(
             model, cfg.optim, cfg.log_every, seed=cfg.seed, diverge_loss=cfg.diverge_loss
         )
-        trainer, best = _trainer(cfg, run_dir, plan, run_hash)
+        trainer, best = _trainer(cfg, run_dir, plan, run_hash, speed)
         summary["world_size"] = trainer.world_size
         summary["per_device_batch_size"] = per_device_batch_size(
             cfg.data.batch_size, trainer.world_size
@@ -157,7 +156,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 "test_loss": final_test["loss"],
             },
             best_val={
-                "val_error": float(best.best_model_score) if best.best_model_score else None,
+                "val_error": (
+                    float(best.best_model_score) if best.best_model_score is not None else None
+                ),
                 "test_error": best_test["error"],
                 "checkpoint": Path(best.best_model_path).name if best.best_model_path else None,
             },

@@ -27,7 +27,9 @@ def load_images(cfg: DataConfig) -> ImageSet:
 
         return make_synthetic(cfg.synthetic)
     if cfg.name not in SOURCES:
-        raise UserError(f"data.name='{cfg.name}' is not known; choose one of: {', '.join(DATASETS)}")
+        raise UserError(
+            f"data.name='{cfg.name}' is not known; choose one of: {', '.join(DATASETS)}"
+        )
     return load_source(cfg.name, cfg.root, download=cfg.download, verify=cfg.verify)
 
 
@@ -85,7 +87,8 @@ class ImageDataModule(L.LightningDataModule):
         batch = self.per_device_batch_size()
         if batch > len(ds):
             raise UserError(
-                f"data.batch_size={self.cfg.batch_size} is larger than the {len(ds)} training images"
+                f"data.batch_size={self.cfg.batch_size} is larger than the "
+                f"{len(ds)} training images"
             )
         if value(self.cfg.loader) == "tensor" and self._device().type == "cuda":
             return self._resident_batches(ds, batch)

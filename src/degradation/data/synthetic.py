@@ -27,9 +27,9 @@ def class_patterns(num_classes: int, channels: int, size: int, g: torch.Generato
     phase = torch.rand(shape, generator=g) * 2 * math.pi
     amplitude = torch.rand(shape, generator=g) + 0.5
     grid = torch.arange(size, dtype=torch.float32) * 2 * math.pi / size
-    angle = (
-        fy[..., None, None] * grid[:, None] + fx[..., None, None] * grid[None, :]
-    ) + phase[..., None, None]
+    angle = (fy[..., None, None] * grid[:, None] + fx[..., None, None] * grid[None, :]) + phase[
+        ..., None, None
+    ]
     patterns = (amplitude[..., None, None] * torch.sin(angle)).sum(dim=2)
     return patterns / patterns.abs().amax(dim=(1, 2, 3), keepdim=True)
 

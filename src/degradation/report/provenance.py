@@ -9,41 +9,12 @@ and shows the environment of the machine that generated the report, labelled as 
 from __future__ import annotations
 
 import json
-import os
-import platform
 from collections import Counter
-from importlib import metadata
 from typing import Any
 
 from degradation.report.document import Block, Bullets, Heading, Paragraph, Table
 from degradation.report.runs import Run
-
-PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "omegaconf", "numpy", "matplotlib")
-
-
-def environment() -> dict[str, Any]:
-    """Python and package versions, platform, CPU count and GPU name(s) of this machine."""
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    gpus: list[str] = []
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except ImportError:
-        pass
-    return {
-        "packages": versions,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "gpus": gpus or ["none"],
-    }
+from degradation.rundir import environment
 
 
 def provenance(runs: list[Run]) -> dict[str, Any]:
