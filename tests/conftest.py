@@ -35,3 +35,14 @@ def summaries(root: Path) -> dict[Path, dict]:
 def out(tmp_path: Path) -> Path:
     """An empty output root; runs go below it via `output_root=...`."""
     return tmp_path / "outputs"
+
+
+@pytest.fixture(autouse=True)
+def _restore_lightning_rank():
+    """Building a Trainer under a faked cluster sets Lightning's process-wide rank (e.g. to 1),
+    which would silence every rank-zero-only writer in later tests of the same process."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    rank = rank_zero_only.rank
+    yield
+    rank_zero_only.rank = rank

@@ -59,18 +59,22 @@ def atomic_write_text(path: Path, text: str) -> None:
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
     """summary.json, strict JSON: NaN and infinities (a diverged run's losses) become null."""
     path = Path(run_dir) / SUMMARY
-    text = json.dumps(_finite_or_none(summary), indent=2, sort_keys=False, allow_nan=False)
-    atomic_write_text(path, text + "\n")
+    atomic_write_text(path, strict_json(summary))
     return path
 
 
-def _finite_or_none(x: Any) -> Any:
+def strict_json(data: Any, indent: int = 2) -> str:
+    """JSON text every reader accepts: NaN and infinities (JSON has none) become null."""
+    return json.dumps(finite_or_none(data), indent=indent, allow_nan=False, default=str) + "\n"
+
+
+def finite_or_none(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
-        return {k: _finite_or_none(v) for k, v in x.items()}
+        return {k: finite_or_none(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_finite_or_none(v) for v in x]
+        return [finite_or_none(v) for v in x]
     return x
 
 

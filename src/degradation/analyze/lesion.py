@@ -21,7 +21,6 @@ writes RUN_DIR/analysis/lesion.json ({"baseline": {...}, "blocks": [{"block": "s
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from tqdm.auto import tqdm
 from degradation.analyze.trained import TrainedRun, evaluate, normalized
 from degradation.models import Block, ResNet
 from degradation.models.skips import AddSkip, ConcatSkip, NoSkip
-from degradation.rundir import atomic_write_text
+from degradation.rundir import atomic_write_text, strict_json
 
 LESION = "lesion.json"
 
@@ -140,23 +139,11 @@ def lesion_run(
         "num_images": len(labels),
         **lesion_study(run.model, images, labels, batch_size, progress),
     }
-    record = _finite_or_none(record)  # a diverged model's NaN loss: null in JSON
     out = run.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / LESION, json.dumps(record, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out / LESION, strict_json(record))  # a diverged model's NaN: null
     plot_lesion([record], out / "lesion.png")
     return record
-
-
-def _finite_or_none(x: Any) -> Any:
-    """JSON has no NaN: a diverged model's loss becomes null."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite_or_none(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite_or_none(v) for v in x]
-    return x
 
 
 def read_lesion(run_dir: Path) -> dict[str, Any] | None:

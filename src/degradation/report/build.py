@@ -3,8 +3,6 @@ figures, figures.json (the plotted arrays) and report.json (tables and verdict a
 
 from __future__ import annotations
 
-import json
-import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,22 +11,9 @@ from degradation.report import figures, html, markdown, provenance, tables
 from degradation.report.document import Block, Bullets, Heading, Image, Paragraph
 from degradation.report.runs import Variant, find_runs, group_runs, recipe_legend
 from degradation.report.verdict import judge
-from degradation.rundir import atomic_write_text
+from degradation.rundir import atomic_write_text, strict_json
 
 FIGURE_PREFIXES = ("fig1_", "fig6_", "degradation_", "fig7_")
-
-
-def _json(data: Any) -> str:
-    def clean(x: Any) -> Any:  # NaN is not JSON
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        return x
-
-    return json.dumps(clean(data), indent=1, default=str) + "\n"
 
 
 def _studies(variants: list[Variant]) -> dict[str, list[Variant]]:
@@ -75,7 +60,7 @@ def build_report(root: Path, out: Path | None = None) -> dict[str, Any]:
     }
     atomic_write_text(paths["markdown"], markdown.render(blocks))
     atomic_write_text(paths["html"], html.render(blocks, title))
-    atomic_write_text(paths["figures"], _json({f["id"]: f for f in figure_list}))
+    atomic_write_text(paths["figures"], strict_json({f["id"]: f for f in figure_list}, indent=1))
     report_data = {
         "root": str(root),
         "variants": numbers,
@@ -88,7 +73,7 @@ def build_report(root: Path, out: Path | None = None) -> dict[str, Any]:
         ],
         "provenance": prov,
     }
-    atomic_write_text(paths["json"], _json(report_data))
+    atomic_write_text(paths["json"], strict_json(report_data, indent=1))
     return {**paths, "pngs": [out / f["file"] for f in figure_list], "verdict": verdicts}
 
 
