@@ -11,9 +11,11 @@ import gzip
 import hashlib
 import os
 import pickle
+import socket
 import struct
 import tarfile
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.error import URLError
@@ -206,6 +208,20 @@ def _cifar_to_tensors(dataset, folder: Path, info: _CifarInfo) -> tuple[torch.Te
     return images, torch.from_numpy(labels)
 
 
+DOWNLOAD_TIMEOUT_S = 60.0
+
+
+@contextmanager
+def _socket_timeout(seconds: float):
+    """torchvision's download opens URLs without a timeout; give every socket one meanwhile."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def _load_cifar(name: str, root, *, download: bool, verify: bool) -> ImageSet:
     info = _CIFAR[name]
     root_dir = _root_dir(root, DEFAULT_ROOT)
@@ -232,7 +248,8 @@ def _load_cifar(name: str, root, *, download: bool, verify: bool) -> ImageSet:
     try:
         if missing:
             try:
-                train_set = dataset_class(str(root_dir), train=True, download=True)
+                with _socket_timeout(DOWNLOAD_TIMEOUT_S):  # a silent network fails, not hangs
+                    train_set = dataset_class(str(root_dir), train=True, download=True)
             except _DOWNLOAD_ERRORS as error:
                 reason = " ".join(str(error).split()) or type(error).__name__
                 raise UserError(
