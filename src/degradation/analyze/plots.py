@@ -334,12 +334,18 @@ def _gradient_figures(shown: list[_Shown], out: Path) -> list[tuple[str, Path, s
     ]
 
 
-def _landscape_figures(shown: list[_Shown], out: Path) -> list[tuple[str, Path, str]]:
-    datas = []
+def _labelled(shown: list[_Shown], read) -> list[dict]:
+    """What `read` finds in each shown run folder, with that run's label, depth and skip."""
+    found = []
     for s in shown:
-        data = read_landscape(s.run_dir)
+        data = read(s.run_dir)
         if data is not None:
-            datas.append({**data, "label": s.label, "depth": s.depth, "skip": s.skip})
+            found.append({**data, "label": s.label, "depth": s.depth, "skip": s.skip})
+    return found
+
+
+def _landscape_figures(shown: list[_Shown], out: Path) -> list[tuple[str, Path, str]]:
+    datas = _labelled(shown, read_landscape)
     if not datas:
         return []
     with_2d = [d for d in datas if "loss_2d" in d]
@@ -377,11 +383,7 @@ def _landscape_figures(shown: list[_Shown], out: Path) -> list[tuple[str, Path, 
 
 
 def _lesion_figures(shown: list[_Shown], out: Path) -> list[tuple[str, Path, str]]:
-    records = []
-    for s in shown:
-        record = read_lesion(s.run_dir)
-        if record is not None:
-            records.append({**record, "label": s.label, "depth": s.depth, "skip": s.skip})
+    records = _labelled(shown, read_lesion)
     if not records:
         return []
     path = plot_lesion(records, out / f"{PREFIX}lesion.png")
