@@ -10,3 +10,8 @@ class UserError(ValueError):
 
     The message is one line that names the bad value and the valid choices.
     """
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's first line, or its type name when it has no message: for one-line errors."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

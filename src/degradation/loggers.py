@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from omegaconf import DictConfig, OmegaConf
 
 from degradation.config import config_hash, value, variant_name
-from degradation.errors import UserError
+from degradation.errors import UserError, first_line
 
 DEFAULT_PROJECT = "degradation"
 DEFAULT_HOST = "https://api.wandb.ai"
@@ -193,7 +193,7 @@ def _start_wandb_run(cfg: DictConfig, run_dir: Path) -> _WandbSession | None:
         try:
             run = wandb.init(mode="online", settings=wandb.Settings(**settings), **args)
         except Exception as err:  # network down, bad key, server error: keep training
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            reason = first_line(err)
             print(f"[wandb] warning: online start failed ({reason}): logging offline")
             _restore_env(saved_env)
             mode = "offline"

@@ -15,7 +15,6 @@ of `checkpoints/last.ckpt` and writes the same file (it records which checkpoint
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import warnings
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from degradation.models import conv3x3_bn_layers
-from degradation.rundir import CHECKPOINTS, atomic_write_text
+from degradation.rundir import CHECKPOINTS, atomic_write_text, strict_json
 
 LAYER_RESPONSES = "layer_responses.json"
 MAX_IMAGES = 512
@@ -113,7 +112,7 @@ def write_layer_responses(
         return None
     record.update(step=step, source=source)
     path = Path(run_dir) / LAYER_RESPONSES
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(path, strict_json(record))
     return path
 
 

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from degradation.config import DataConfig
 from degradation.data import ImageDataModule
-from degradation.errors import UserError
+from degradation.errors import UserError, first_line
 from degradation.rundir import (
     CHECKPOINTS,
     METRICS,
@@ -127,7 +127,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        reason = first_line(err)
         raise UserError(
             f"checkpoint {path} is corrupted ({reason}); "
             "rerun with resume=false to start this run afresh"

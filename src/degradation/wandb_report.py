@@ -24,9 +24,9 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from degradation.config import value
-from degradation.errors import UserError
+from degradation.errors import UserError, first_line
 from degradation.loggers import STEP_METRIC, variant_group, wandb_requested
-from degradation.rundir import SUMMARY, atomic_write_text
+from degradation.rundir import SUMMARY, atomic_write_text, strict_json
 
 NET_KINDS = {  # skip -> (section title, runset name)
     "none": ("Plain nets (Fig. 1, Fig. 6 left)", "plain"),
@@ -241,12 +241,12 @@ def build_report(
         for block in spec["spec"]["blocks"]:
             for runset in block.get("metadata", {}).get("runSets", []):
                 runset["project"] = {"name": project, "entityName": entity}
-        atomic_write_text(Path(dry_run_path), json.dumps(spec, indent=2) + "\n")
+        atomic_write_text(Path(dry_run_path), strict_json(spec))
         return spec
     try:
         report.save()
     except Exception as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        reason = first_line(err)
         raise UserError(
             f"--wandb {entity_project}: the report could not be saved ({reason}); "
             "log in with `wandb login`, or write it offline with --dry-run FILE"

@@ -10,7 +10,6 @@ A mistake (missing PATH, no checkpoint, unknown subcommand or option) is one lin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -98,7 +97,7 @@ def _lesion(args, run_dirs: list[Path]) -> None:
     from degradation.analyze.lesion import LESION, lesion_run
     from degradation.analyze.plots import plot_lesion
     from degradation.analyze.trained import load_run
-    from degradation.rundir import atomic_write_text
+    from degradation.rundir import atomic_write_text, strict_json
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit} is not valid: it must be >= 1")
@@ -118,7 +117,7 @@ def _lesion(args, run_dirs: list[Path]) -> None:
     if len(records) > 1:
         where = _combined_dir(run_dirs, args.out)
         plot_lesion(records, where / "lesion.png")
-        atomic_write_text(where / LESION, json.dumps({"runs": records}, indent=2) + "\n")
+        atomic_write_text(where / LESION, strict_json({"runs": records}))
         print(f"combined: {where / 'lesion.png'}, {where / LESION}")
 
 

@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from degradation.config import RunConfig, model_kwargs, variant_name
 from degradation.data import ImageDataModule
-from degradation.errors import UserError
+from degradation.errors import UserError, first_line
 from degradation.models import ResNet, build_model
 from degradation.rundir import CHECKPOINTS, SUMMARY
 
@@ -82,7 +82,7 @@ def read_config(run_dir: Path) -> DictConfig:
         saved = OmegaConf.load(run_dir / CONFIG)
         return OmegaConf.merge(OmegaConf.structured(RunConfig), saved)
     except (OmegaConfBaseException, OSError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise UserError(f"{run_dir / CONFIG} cannot be read: {first}") from None
 
 
@@ -112,7 +112,7 @@ def load_run(run_dir: Path, checkpoint: str = "last", device: str = "auto") -> T
         weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
         model.load_state_dict(weights)
     except Exception as err:  # truncated file, another model's weights
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise UserError(f"{ckpt_path} cannot be loaded into {variant_name(cfg)}: {first}") from None
     where = resolve_device(device)
     model.to(where).eval()
