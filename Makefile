@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast lint format bench gpu-site clean
 
 install: $(STAMP)
 
@@ -34,6 +34,13 @@ format: install
 
 bench: install  ## throughput: the common recipe vs the framework's step (docs/benchmarks.md)
 	$(PY) -m degradation.bench --json outputs/bench.json
+
+# What a GPU machine with torch and Lightning lacks, for experiments/gpu_bench/run.sh: pure
+# Python, so one folder serves any Python 3 there (it travels as an ignored, carried path).
+gpu-site: install
+	rm -rf .gpu-site
+	$(PY) -m pip install --quiet --no-deps --target .gpu-site -c requirements/constraints.txt \
+		hydra-core omegaconf antlr4-python3-runtime
 
 clean:
 	rm -rf outputs multirun build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts

@@ -62,12 +62,34 @@ def test_bench_pack_sums_concurrent_framework_loops(tmp_path):
     assert "packed sum img/s" in result.stdout
 
 
+def test_bench_fuse_steps_members_together_and_sums_their_images(tmp_path, monkeypatch):
+    import degradation.bench as bench
+
+    seen: dict[str, set] = {"images": set(), "members": set()}
+
+    class Recording(bench.Classifier):
+        def training_step(self, batch, batch_idx):
+            seen["images"].add(len(batch[1]))
+            seen["members"].add(getattr(self.model, "members", 1))
+            return super().training_step(batch, batch_idx)
+
+    monkeypatch.setattr(bench, "Classifier", Recording)
+    out = tmp_path / "bench.json"
+    assert main([*TINY, "--models", "8", "--fuse", "3", "--json", str(out)]) == 0
+    (record,) = json.loads(out.read_text())
+    assert record["fuse"] == 3 and record["fused_img_s"] > 0
+    assert record["framework_img_s"] > 0 and record["packed_img_s"] is None
+    # one net on 16 images a step, then 3 fused members on 16 images each
+    assert seen == {"images": {16, 48}, "members": {1, 3}}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--models", "20,21"], "--models 21: depth=21"),
         (["--models", "twenty"], "--models twenty: expected comma-separated integers"),
         (["--steps", "0"], "--steps 0: must be >= 1"),
+        (["--fuse", "0"], "--fuse 0: must be >= 1"),
         (["--workers", "-1"], "--workers -1: expected comma-separated integers >= 0"),
         (["--train-size", "10", "--batch", "16"], "--train-size 10: smaller than --batch 16"),
     ],
@@ -97,5 +119,6 @@ def test_sweep_projection_adds_two_runs_per_canonical_depth():
 def test_bench_help_names_every_option():
     result = bench_cli("--help", cwd=REPO)
     assert result.returncode == 0
-    for option in ("--models", "--steps", "--warmup", "--batch", "--device", "--json", "--pack"):
+    options = ("--models", "--steps", "--warmup", "--batch", "--device", "--json", "--pack")
+    for option in (*options, "--fuse"):
         assert option in result.stdout

@@ -25,6 +25,7 @@ CASES = [
     (["trainer.max_steps=ten"], ["trainer.max_steps=ten", "Integer"]),
     (["checkpoint_every=0"], ["checkpoint_every=0", "positive"]),
     (["diverge_loss=-1"], ["diverge_loss=-1", "positive"]),
+    (["-m", "jobs_per_gpu=2,many"], ["jobs_per_gpu=many", "choose auto or a positive integer"]),
     (
         ["data=fashion_mnist", "data.root={tmp}/empty"],
         ["{tmp}/empty", "train-images-idx3-ubyte", "data.root"],

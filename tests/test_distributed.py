@@ -21,8 +21,10 @@ from degradation.distributed import (
     cluster_plugins,
     distributed_trainer_args,
     gpu_for_job,
+    gpu_job_slots,
     per_device_batch_size,
     processes_per_node,
+    resolve_jobs_per_gpu,
 )
 from degradation.errors import UserError
 from degradation.resume import ResumableSampler
@@ -38,6 +40,30 @@ def test_gpu_for_job_packs_consecutive_jobs_and_takes_gpus_in_turn():
     for start in (0, 32, 64):
         gpus = [gpu_for_job(k, 8, 4) for k in range(start, start + 32)]
         assert [gpus.count(g) for g in range(8)] == [4] * 8
+
+
+def test_auto_jobs_per_gpu_shares_a_gpu_four_ways_within_memory_and_cores(monkeypatch):
+    from types import SimpleNamespace
+
+    from degradation import distributed
+
+    def machine(gpus: int, gib: int, cores: int) -> int:
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+        props = SimpleNamespace(total_memory=gib * 2**30)
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+        monkeypatch.setattr(distributed.os, "cpu_count", lambda: cores)
+        return resolve_jobs_per_gpu("auto")
+
+    assert machine(gpus=1, gib=80, cores=16) == 4  # an H100: docs/brief.md §5's 4 processes
+    assert machine(gpus=8, gib=80, cores=16) == 2  # 2 cores per GPU
+    assert machine(gpus=1, gib=10, cores=16) == 2  # 4 GiB per job
+    assert machine(gpus=1, gib=2, cores=1) == 1
+    assert machine(gpus=0, gib=0, cores=16) == 1  # no GPU: one job at a time
+    assert gpu_job_slots("auto") == 1 and gpu_job_slots(3) == 3 == resolve_jobs_per_gpu("3")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert machine(gpus=2, gib=80, cores=16) == 4 and gpu_job_slots("auto") == 8
+    with pytest.raises(UserError, match="jobs_per_gpu=many is not valid: choose auto or"):
+        resolve_jobs_per_gpu("many")
 
 
 def test_gpu_for_job_rejects_impossible_arguments():
@@ -173,6 +199,8 @@ def test_local_launchers_size_themselves_from_the_visible_gpus():
     assert joblib._target_.endswith("JoblibLauncher")
     assert joblib.n_jobs == max(gpus, 1) * 3
     assert _launcher("hydra/launcher=joblib", "hydra.launcher.n_jobs=2").n_jobs == 2
+    auto = resolve_jobs_per_gpu("auto")  # the default; 1 without a GPU
+    assert _launcher("hydra/launcher=joblib").n_jobs == max(gpus, 1) * auto
     local = _launcher("hydra/launcher=submitit_local")
     assert local._target_.endswith("LocalLauncher")
     assert (local.gpus_per_node, local.tasks_per_node) == (gpus, 1)

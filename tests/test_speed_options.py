@@ -39,7 +39,7 @@ def config(**overrides):
 def test_auto_is_fp32_eager_on_the_cpu():
     speed = resolve_speed(config(**{"trainer.accelerator": "cpu"}))
     assert (speed.precision, speed.compile, speed.channels_last) == ("32-true", "none", False)
-    assert speed.benchmark is None and not speed.cuda
+    assert speed.benchmark is None and not speed.cuda and not speed.fused_sgd
 
 
 def test_auto_is_the_fast_path_on_cuda(monkeypatch):
@@ -47,7 +47,7 @@ def test_auto_is_the_fast_path_on_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     speed = resolve_speed(config())  # accelerator auto, a GPU visible
     assert (speed.precision, speed.compile) == ("bf16-mixed", "reduce-overhead")
-    assert speed.channels_last and speed.benchmark and speed.cuda
+    assert speed.channels_last and speed.benchmark and speed.cuda and speed.fused_sgd
     # no bf16 on the card: fp32, never fp16 (plain-56 diverges in fp16)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert resolve_speed(config()).precision == "32-true"
@@ -58,10 +58,10 @@ def test_auto_is_the_fast_path_on_cuda(monkeypatch):
 def test_explicit_speed_settings_are_kept(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     cfg = config(**{"trainer.precision": "32-true", "compile": "none", "channels_last": False})
-    cfg.trainer.benchmark = False
+    cfg.trainer.benchmark, cfg.fused_sgd = False, False
     speed = resolve_speed(cfg)
-    kept = (speed.precision, speed.compile, speed.channels_last, speed.benchmark)
-    assert kept == ("32-true", "none", False, False)
+    kept = (speed.precision, speed.compile, speed.channels_last, speed.benchmark, speed.fused_sgd)
+    assert kept == ("32-true", "none", False, False, False)
     chosen = {"compile": "default", "channels_last": True, "trainer.precision": "bf16-mixed"}
     cpu = resolve_speed(config(**{"trainer.accelerator": "cpu", **chosen}))
     assert (cpu.precision, cpu.compile, cpu.channels_last) == ("bf16-mixed", "default", True)
@@ -89,7 +89,8 @@ def step_losses(run_dir) -> list[float]:
 @pytest.mark.slow
 def test_channels_last_and_compile_give_the_losses_of_eager_fp32(out):
     runs = {}
-    for option in ("compile=none", "channels_last=true", "compile=default"):
+    options = ("channels_last=true", "compile=default", "fused_sgd=true")
+    for option in ("compile=none", *options):
         root = out / option.replace("=", "-")  # '=' would end Hydra's value
         result = run_cli(*STEPS, option, f"output_root={root}", cwd=out.parent)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -98,7 +99,7 @@ def test_channels_last_and_compile_give_the_losses_of_eager_fp32(out):
         runs[option] = (run_dir, summary, result.stdout)
     eager = step_losses(runs["compile=none"][0])
     assert len(eager) == 3 and all(math.isfinite(x) for x in eager)
-    for option in ("channels_last=true", "compile=default"):
+    for option in options:
         run_dir, summary, stdout = runs[option]
         assert step_losses(run_dir) == pytest.approx(eager, rel=1e-3)
         assert summary["final"]["test_loss"] == pytest.approx(
@@ -109,6 +110,7 @@ def test_channels_last_and_compile_give_the_losses_of_eager_fp32(out):
         assert stds and all(s is not None and s > 0 for s in stds)
     assert runs["compile=default"][1]["speed"]["compile"] == "default"
     assert runs["channels_last=true"][1]["speed"]["channels_last"] is True
+    assert runs["fused_sgd=true"][1]["speed"]["fused_sgd"] is True
     assert "torch.compile(mode=default): first step" in runs["compile=default"][2]
     assert "torch.compile" not in runs["compile=none"][2]
 

@@ -1,7 +1,7 @@
 """Throughput benchmark: the common recipe's training loop against the framework's step.
 
     python -m degradation.bench [--models 20,56,110] [--steps N] [--warmup N] [--batch 128]
-        [--device auto|cpu|cuda] [--workers N[,N...]] [--pack K] [--json PATH]
+        [--device auto|cpu|cuda] [--workers N[,N...]] [--pack K] [--fuse K] [--json PATH]
 
 In one process, on the same in-memory synthetic CIFAR-shaped uint8 images (nothing
 downloads), for each ResNet depth it times
@@ -18,9 +18,12 @@ Each loop runs `warmup` steps (compilation, worker start-up, cuDNN autotuning), 
 `steps` steps, synchronising the GPU only at the two ends of the timed window. The ratio is
 framework / the fastest baseline. On a GPU it also prints the projected wall time of the
 paper's canonical sweep (depth 20/56/110 x plain/residual, 64k steps of 128 images; a plain net
-steps as fast as its residual twin, so the residual net is measured). `--pack K` runs K
-framework loops at once as K processes, released together after their warm-up; their img/s
-are summed (several runs sharing one GPU).
+steps as fast as its residual twin, so the residual net is measured). Two ways for several
+runs to share one GPU are measured on request, with img/s summed over the runs:
+`--pack K` runs K framework loops at once as K processes, released together after their
+warm-up (what `jobs_per_gpu` does in a sweep); `--fuse K` steps K members fused into one
+model (`models/packed.py`: plain and residual twins alternating, each on its own 128 images
+of a K x 128 batch) through the same Lightning step.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from torch.utils.data import DataLoader
 from degradation.config import RunConfig
 from degradation.data.loaders import PerSampleImages, common_recipe_transform
 from degradation.errors import UserError
-from degradation.models import build_model
+from degradation.models import build_model, pack_models
 from degradation.module import Classifier
 from degradation.resume import ResumableData
 from degradation.speed import CompileClock, prepare_model, resolve_speed
@@ -172,21 +175,30 @@ def wait_for_parties(folder: Path, parties: int) -> None:
         time.sleep(0.005)
 
 
-def framework_img_s(cfg: DictConfig, dm, warmup: int, steps: int, barrier=None, parties=1):
+def framework_img_s(
+    cfg: DictConfig, dm, warmup: int, steps: int, barrier=None, parties=1, members: int = 1
+):
     """img/s of the framework's training step (Classifier + lightning.Trainer) and the
-    speed settings it ran with."""
+    speed settings it ran with; with `members` > 1 a fused model (dm's batches hold every
+    member's images) and the img/s summed over its members."""
     device = "cuda" if cfg.trainer.accelerator == "cuda" else "cpu"
     speed = resolve_speed(cfg)
-    L.seed_everything(0, verbose=False)
-    model = build_model(
-        depth=cfg.depth,
-        skip="add",
-        shortcut="zero_pad",
-        num_classes=10,
-        in_channels=dm.input_shape[0],
-    )
+    nets = []
+    for seed in range(members):
+        L.seed_everything(seed, verbose=False)
+        skip = "add" if members == 1 or seed % 2 else "none"  # fused: plain/residual twins
+        nets.append(
+            build_model(
+                depth=cfg.depth,
+                skip=skip,
+                shortcut="zero_pad",
+                num_classes=10,
+                in_channels=dm.input_shape[0],
+            )
+        )
+    model = nets[0] if members == 1 else pack_models(nets)
     prepare_model(model, speed)
-    module = Classifier(model, cfg.optim, cfg.log_every)
+    module = Classifier(model, cfg.optim, cfg.log_every, fused_sgd=speed.fused_sgd)
     clock = StepClock(warmup, steps, device, barrier, parties)
     with tempfile.TemporaryDirectory(prefix="degradation-bench-") as logs:
         trainer = L.Trainer(
@@ -243,6 +255,13 @@ def packed_img_s(args, depth: int, device: str) -> list[float]:
         return [json.loads(out.read_text())[0]["framework_img_s"] for out in outs]
 
 
+def fused_img_s(args, depth: int, device: str) -> float:
+    """img/s summed over `args.fuse` members stepped together as one fused model."""
+    cfg = bench_config(depth, args.batch * args.fuse, device, args.train_size * args.fuse)
+    dm = ResumableData(cfg.data, seed=0)
+    return framework_img_s(cfg, dm, args.warmup, args.steps, members=args.fuse)[0]
+
+
 # --- the report ---------------------------------------------------------------------------
 
 
@@ -289,16 +308,20 @@ def _fmt(x: float | None, digits: int = 0) -> str:
 def print_table(records: list[dict[str, Any]], device: str) -> None:
     print(f"\n{'model':<12}{'baseline img/s':>16}{'framework img/s':>17}{'b/a':>7}", end="")
     packed = any(r["pack"] > 1 for r in records)
-    print(f"{'packed sum img/s':>18}" if packed else "")
+    fused = any(r["fuse"] > 1 for r in records)
+    print(f"{'packed sum img/s':>18}" if packed else "", end="")
+    print(f"{'fused sum img/s':>17}" if fused else "")
     for r in records:
         line = f"{r['model']:<12}{_fmt(r['baseline_img_s']):>16}{_fmt(r['framework_img_s']):>17}"
         line += f"{_fmt(r['ratio'], 2):>7}"
-        print(line + (f"{_fmt(r['packed_img_s']):>18}" if packed else ""))
+        line += f"{_fmt(r['packed_img_s']):>18}" if packed else ""
+        print(line + (f"{_fmt(r['fused_img_s']):>17}" if fused else ""))
     if device == "cuda":
         for label, key in (
             ("baseline", "baseline_img_s"),
             ("framework", "framework_img_s"),
-            ("framework packed", "packed_img_s"),
+            ("framework packed (every slot kept busy)", "packed_img_s"),
+            ("framework fused (every slot kept busy)", "fused_img_s"),
         ):
             minutes = sweep_minutes({r["depth"]: r[key] for r in records})
             if minutes is not None:
@@ -322,6 +345,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="baseline DataLoader workers; a list (0,2) times each",
     )
     parser.add_argument("--pack", type=int, default=1, help="framework loops sharing the device")
+    parser.add_argument("--fuse", type=int, default=1, help="members fused into one model")
     parser.add_argument("--train-size", type=int, default=10000, help="synthetic images")
     parser.add_argument("--json", type=Path, help="write the records here")
     parser.add_argument("--framework-only", action="store_true", help=argparse.SUPPRESS)
@@ -343,7 +367,7 @@ def _ints(text: str, option: str, minimum: int) -> list[int]:
 def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
     depths = _ints(args.models, "--models", 1)
     workers = _ints(args.workers, "--workers", 0)
-    for option, minimum in (("steps", 1), ("warmup", 1), ("batch", 1), ("pack", 1)):
+    for option, minimum in (("steps", 1), ("warmup", 1), ("batch", 1), ("pack", 1), ("fuse", 1)):
         if getattr(args, option) < minimum:
             raise UserError(f"--{option} {getattr(args, option)}: must be >= {minimum}")
     if args.train_size < args.batch:
@@ -366,6 +390,7 @@ def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
             cfg, dm, args.warmup, args.steps, args.barrier, args.parties
         )
         packed = packed_img_s(args, depth, device) if args.pack > 1 else None
+        fused = fused_img_s(args, depth, device) if args.fuse > 1 else None
         best = max(baselines.values()) if baselines else None
         records.append(
             {
@@ -387,6 +412,8 @@ def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "pack": args.pack,
                 "packed_img_s": sum(packed) if packed else None,
                 "packed_img_s_each": packed,
+                "fuse": args.fuse,
+                "fused_img_s": fused,
                 "run_64k_min": run_minutes(framework),
                 "baseline_run_64k_min": run_minutes(best),
                 **meta,

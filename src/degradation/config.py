@@ -188,11 +188,13 @@ class RunConfig:
     resume: bool = True
     diverge_loss: float = 1e4  # a training-loss window above this (or NaN/inf): diverged, stop
     grad_every: int = 50  # steps between gradient-norm records (grad_norms.csv); 0 = off
-    # speed (speed.py): torch.compile mode, and channels_last weights (null: on CUDA)
+    # speed (speed.py): torch.compile mode, channels_last weights and SGD's fused kernel
+    # (weight decay, momentum and update in one pass over the parameters); null: on CUDA
     compile: Compile = Compile["auto"]
     channels_last: Optional[bool] = None
-    # parallel sweeps (hydra/launcher=joblib): jobs sharing one GPU (distributed.py)
-    jobs_per_gpu: int = 1
+    fused_sgd: Optional[bool] = None
+    # parallel sweeps (hydra/launcher=joblib): jobs sharing one GPU, or `auto` (distributed.py)
+    jobs_per_gpu: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -263,8 +265,10 @@ def validate(cfg: DictConfig) -> None:
         "data.synthetic.test_size",
         "data.train_limit",
         "optim.warmup_lr",
-        "jobs_per_gpu",
     )
+    jobs = str(cfg.jobs_per_gpu)
+    if jobs != "auto" and not (jobs.isdigit() and int(jobs) >= 1):
+        raise UserError(f"jobs_per_gpu={jobs} is not valid: choose auto or a positive integer")
     for key in ("data.val_size", "data.pad", "optim.momentum", "optim.weight_decay", "grad_every"):
         if OmegaConf.select(cfg, key) < 0:
             raise UserError(f"{key}={OmegaConf.select(cfg, key)} is not valid: it must be >= 0")
@@ -330,7 +334,7 @@ def variant_name(cfg: DictConfig) -> str:
 # Where and how a run is written or shown, not what it computes: left out of config_hash.
 NOT_HASHED = ("hydra", "resume", "output_root", "logger", "trainer.enable_progress_bar")
 NOT_HASHED += ("grad_every",)  # records gradient norms; the training itself is the same
-NOT_HASHED += ("compile", "channels_last")  # how fast, not what: a rerun may switch them
+NOT_HASHED += ("compile", "channels_last", "fused_sgd")  # how fast, not what: may switch
 NOT_HASHED += ("jobs_per_gpu",)  # where a job runs, not what it computes
 # where files live and how often state is saved: the data checksum identifies the data
 NOT_HASHED += ("checkpoint_every", "data.root", "data.download", "data.num_workers")

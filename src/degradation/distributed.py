@@ -21,6 +21,10 @@ resubmits the same job into the same (deterministic) folder, where it resumes fr
 
 Parallel jobs on one machine (`hydra/launcher=joblib` or `submitit_local`): each single-device
 GPU job gets GPU `gpu_for_job(job_num, n_gpus, jobs_per_gpu)` (trainer.devices=[i]).
+`jobs_per_gpu=auto` shares each GPU among up to 4 jobs (`auto_jobs_per_gpu`): a small CIFAR
+net's step leaves an H100 mostly idle, and 4 processes summed 1.7x one (CUDA graphs) to 3.6x
+(eager) in docs/brief.md §5; fewer where the GPU's memory or the CPU cores (one per job, to
+launch its kernels) would not hold 4. Without a GPU, auto is 1.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ LAUNCH_ENV += ("OMP_NUM_THREADS",)
 # Launchers that run several jobs at once on this machine: GPUs are shared out among them.
 PARALLEL_LAUNCHERS = ("JoblibLauncher", "LocalLauncher")
 CHILD_EXIT_GRACE_S = 120.0  # how long a finished job waits for its children to exit
+AUTO_JOBS_PER_GPU = 4  # most jobs `jobs_per_gpu=auto` puts on one GPU (docs/brief.md §5)
+GPU_MEMORY_PER_JOB = 4 * 2**30  # bytes: CUDA context, resident data, a CIFAR net's activations
 
 
 # --- how many processes, which strategy ------------------------------------------------------
@@ -98,7 +104,7 @@ def cluster_plugins() -> list:
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
-def distributed_trainer_args(trainer_args: dict[str, Any], jobs_per_gpu: int = 1) -> dict:
+def distributed_trainer_args(trainer_args: dict[str, Any], jobs_per_gpu: int | str = 1) -> dict:
     """`lightning.Trainer` arguments (cfg.trainer as a dict) with the job's GPU and strategy."""
     args = assign_gpu(dict(trainer_args), jobs_per_gpu)
     args["strategy"] = choose_strategy(args)
@@ -116,6 +122,25 @@ def per_device_batch_size(batch_size: int, world_size: int) -> int:
 
 
 # --- GPUs for parallel jobs ------------------------------------------------------------------
+
+
+def auto_jobs_per_gpu() -> int:
+    """What `jobs_per_gpu=auto` means on this machine (see the module docstring)."""
+    n_gpus = visible_gpus()
+    if n_gpus < 1:
+        return 1
+    memory = min(torch.cuda.get_device_properties(i).total_memory for i in range(n_gpus))
+    cores_per_gpu = (os.cpu_count() or 1) // n_gpus
+    return max(1, min(AUTO_JOBS_PER_GPU, memory // GPU_MEMORY_PER_JOB, cores_per_gpu))
+
+
+def resolve_jobs_per_gpu(setting: int | str) -> int:
+    """`jobs_per_gpu` as a number: `auto` decided for this machine, else the integer given."""
+    if str(setting) == "auto":
+        return auto_jobs_per_gpu()
+    if not str(setting).isdigit() or int(setting) < 1:
+        raise UserError(f"jobs_per_gpu={setting} is not valid: choose auto or a positive integer")
+    return int(setting)
 
 
 def gpu_for_job(job_num: int, n_gpus: int, jobs_per_gpu: int = 1) -> int:
@@ -144,7 +169,7 @@ def parallel_job_num() -> int | None:
     return int(hydra.job.num)
 
 
-def assign_gpu(trainer_args: dict[str, Any], jobs_per_gpu: int = 1) -> dict[str, Any]:
+def assign_gpu(trainer_args: dict[str, Any], jobs_per_gpu: int | str = 1) -> dict[str, Any]:
     """A single-GPU job of a parallel sweep gets its own GPU (`devices=[i]`); else unchanged."""
     job_num = parallel_job_num()
     if job_num is None or resolve_accelerator(trainer_args.get("accelerator", "auto")) != "cuda":
@@ -154,8 +179,10 @@ def assign_gpu(trainer_args: dict[str, Any], jobs_per_gpu: int = 1) -> dict[str,
     n_gpus = torch.cuda.device_count()
     if n_gpus < 1:
         return trainer_args
-    gpu = gpu_for_job(job_num, n_gpus, jobs_per_gpu)
-    print(f"[gpus] job {job_num}: GPU {gpu} of {n_gpus} ({jobs_per_gpu} job(s) per GPU)")
+    per_gpu = resolve_jobs_per_gpu(jobs_per_gpu)
+    gpu = gpu_for_job(job_num, n_gpus, per_gpu)
+    chosen = ", auto" if str(jobs_per_gpu) == "auto" else ""
+    print(f"[gpus] job {job_num}: GPU {gpu} of {n_gpus} ({per_gpu} job(s) per GPU{chosen})")
     return {**trainer_args, "devices": [gpu]}
 
 
@@ -163,9 +190,9 @@ def visible_gpus() -> int:
     return torch.cuda.device_count()
 
 
-def gpu_job_slots(jobs_per_gpu: int) -> int:
+def gpu_job_slots(jobs_per_gpu: int | str) -> int:
     """How many jobs run at once by default: visible GPUs (at least 1) × jobs_per_gpu."""
-    return max(visible_gpus(), 1) * int(jobs_per_gpu)
+    return max(visible_gpus(), 1) * resolve_jobs_per_gpu(jobs_per_gpu)
 
 
 # --- DDP launched per job --------------------------------------------------------------------

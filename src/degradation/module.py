@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from degradation.config import OptimConfig
+from degradation.models import member_loss
 
 FAIL_AT_STEP = "DEGRADATION_FAIL_AT_STEP"
 NAN_AT_STEP = "DEGRADATION_NAN_AT_STEP"
@@ -58,8 +59,10 @@ class Classifier(L.LightningModule):
         log_every: int,
         seed: int = 0,
         diverge_loss: float = math.inf,
+        fused_sgd: bool = False,
     ):
         super().__init__()
+        self.fused_sgd = fused_sgd
         self.model = model
         self.optim = optim
         self.log_every = log_every
@@ -93,6 +96,7 @@ class Classifier(L.LightningModule):
             momentum=self.optim.momentum,
             weight_decay=self.optim.weight_decay,
             nesterov=self.optim.nesterov,
+            fused=self.fused_sgd or None,  # None: torch's default (foreach where it can)
         )
 
     # --- training -------------------------------------------------------------------------
@@ -107,15 +111,17 @@ class Classifier(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels = batch
         logits = self.model(images)
-        loss = F.cross_entropy(logits, labels)
+        loss = member_loss(logits, labels)  # a packed model's members each get their own
         if self.global_step == self._fail_at:
             raise RuntimeError(f"injected failure at step {self.global_step} ({FAIL_AT_STEP})")
         if self.global_step == self._nan_at:
             loss = loss * math.nan
         with torch.no_grad():
-            errors = (logits.argmax(dim=1) != labels).sum()
+            errors = (logits.argmax(dim=-1).flatten() != labels).sum()
+            n = len(labels)  # with a packed model: every member's images; its loss is a sum
+            members = n // logits.shape[-2]
             self.window += torch.stack(
-                [loss.detach() * len(labels), errors.to(loss.dtype), loss.new_tensor(len(labels))]
+                [loss.detach() * (n / members), errors.to(loss.dtype), loss.new_tensor(n)]
             )
         self.window_steps += 1
         self._step_open = True
@@ -208,7 +214,7 @@ class Classifier(L.LightningModule):
 
     def _eval_step(self, batch, prefix: str) -> None:
         images, labels = batch
-        logits = self.model(images)
+        logits = self.model(images).flatten(0, -2)  # a packed model's members: one batch
         loss = F.cross_entropy(logits, labels)
         error = (logits.argmax(dim=1) != labels).float().mean()
         n = len(labels)

@@ -2,12 +2,14 @@
 
 `auto` follows the device. On CUDA: bf16-mixed precision, channels_last weights and
 `torch.compile(mode="reduce-overhead")`, whose CUDA graphs replay a whole step with one launch
-(a small CIFAR net's eager step is bound by kernel launches, docs/brief.md §5). Elsewhere fp32
-eager, which is what a CPU runs fastest, and exactly. Every option can be set by hand:
-`trainer.precision`, `compile` (none / default / reduce-overhead / max-autotune) and
-`channels_last`; `trainer.benchmark` (cudnn.benchmark) null means on under CUDA. The model
-is compiled in place (`nn.Module.compile`): its state_dict keys, checkpoints and pickles are
-those of the eager model.
+(a small CIFAR net's eager step is bound by kernel launches, docs/brief.md §5), and SGD's fused
+kernel (weight decay, momentum and update of all of ResNet-56's 167 parameter tensors in one
+pass instead of several multi-tensor passes). Elsewhere fp32 eager with torch's default SGD,
+which is what a CPU runs fastest, and exactly. Every option can be set by hand:
+`trainer.precision`, `compile` (none / default / reduce-overhead / max-autotune),
+`channels_last` and `fused_sgd`; `trainer.benchmark` (cudnn.benchmark) null means on under
+CUDA. The model is compiled in place (`nn.Module.compile`): its state_dict keys, checkpoints
+and pickles are those of the eager model.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Speed:
     precision: str  # as lightning.Trainer takes it
     compile: str  # "none" or a torch.compile mode
     channels_last: bool
+    fused_sgd: bool  # torch.optim.SGD(fused=True): the whole update in one pass
     benchmark: bool | None  # cudnn.benchmark, as lightning.Trainer takes it
     cuda: bool
 
@@ -53,10 +56,11 @@ def resolve_speed(cfg: DictConfig) -> Speed:
     if mode == "auto":
         mode = "reduce-overhead" if cuda else "none"
     channels_last = cuda if cfg.channels_last is None else bool(cfg.channels_last)
+    fused_sgd = cuda if cfg.fused_sgd is None else bool(cfg.fused_sgd)
     benchmark = cfg.trainer.benchmark
     if benchmark is None and cuda and not cfg.trainer.deterministic:
         benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
-    return Speed(precision, mode, channels_last, benchmark, cuda)
+    return Speed(precision, mode, channels_last, fused_sgd, benchmark, cuda)
 
 
 def prepare_model(model: nn.Module, speed: Speed) -> nn.Module:

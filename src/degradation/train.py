@@ -123,7 +123,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         summary["speed"] = {k: v for k, v in vars(speed).items() if k != "cuda"}
         prepare_model(model, speed)  # channels_last, torch.compile (in place)
         module = Classifier(
-            model, cfg.optim, cfg.log_every, seed=cfg.seed, diverge_loss=cfg.diverge_loss
+            model,
+            cfg.optim,
+            cfg.log_every,
+            seed=cfg.seed,
+            diverge_loss=cfg.diverge_loss,
+            fused_sgd=speed.fused_sgd,
         )
         trainer, best = _trainer(cfg, run_dir, plan, run_hash, speed)
         summary["world_size"] = trainer.world_size
