@@ -240,3 +240,34 @@ def test_batched_and_per_sample_augmentation_draw_the_same_distribution():
     for counts in tables:
         assert stats.chisquare(counts.numpy()).pvalue > 1e-3
     assert stats.chi2_contingency(torch.stack(tables).numpy()).pvalue > 1e-3
+
+
+def test_a_resumed_run_uses_its_own_fused_sgd_setting_not_its_checkpoints(tmp_path):
+    import lightning as L
+    from lightning.pytorch.callbacks import Callback
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from degradation.config import OptimConfig
+    from degradation.models import build_model
+    from degradation.module import Classifier
+
+    data = TensorDataset(torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,)))
+    seen = []
+
+    class FusedAtStart(Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.append(trainer.optimizers[0].param_groups[0]["fused"])
+
+    def fit(fused: bool, steps: int, ckpt_path=None) -> L.Trainer:
+        module = Classifier(build_model(depth=8), OptimConfig(), log_every=1, fused_sgd=fused)
+        trainer = L.Trainer(
+            accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, callbacks=[FusedAtStart()],
+            default_root_dir=tmp_path,
+        )  # fmt: skip
+        trainer.fit(module, DataLoader(data, batch_size=8), ckpt_path=ckpt_path)
+        return trainer
+
+    fit(False, 2).save_checkpoint(tmp_path / "last.ckpt")
+    fit(True, 4, ckpt_path=tmp_path / "last.ckpt")
+    assert seen == [None, None, True, True]  # torch's default, then fused after the resume

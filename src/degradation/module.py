@@ -146,6 +146,9 @@ class Classifier(L.LightningModule):
                 logger.log_metrics(row, step=step)
 
     def on_train_start(self):
+        # a resumed optimizer comes with its checkpoint's kernel choice: this run's one wins
+        for group in self.optimizers().param_groups:
+            group["fused"] = self.fused_sgd or None
         self._catch_up()
 
     def on_train_end(self):
