@@ -60,7 +60,6 @@ def test_auto_jobs_per_gpu_shares_a_gpu_four_ways_within_memory_and_cores(monkey
     assert machine(gpus=1, gib=2, cores=1) == 1
     assert machine(gpus=0, gib=0, cores=16) == 1  # no GPU: one job at a time
     assert gpu_job_slots("auto") == 1 and gpu_job_slots(3) == 3 == resolve_jobs_per_gpu("3")
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert machine(gpus=2, gib=80, cores=16) == 4 and gpu_job_slots("auto") == 8
     with pytest.raises(UserError, match="jobs_per_gpu=many is not valid: choose auto or"):
         resolve_jobs_per_gpu("many")
