@@ -248,6 +248,16 @@ def _positive(cfg: DictConfig, *keys: str) -> None:
             raise UserError(f"{key}={v} is not valid: it must be a positive number")
 
 
+def jobs_per_gpu_setting(setting: Any) -> int | str:
+    """`jobs_per_gpu` checked: "auto" or a positive integer; UserError (one line) otherwise."""
+    text = str(setting)
+    if text == "auto":
+        return text
+    if not (text.isdigit() and int(text) >= 1):
+        raise UserError(f"jobs_per_gpu={text} is not valid: choose auto or a positive integer")
+    return int(text)
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks the schema's types cannot express; raises UserError with one line."""
     _positive(
@@ -266,9 +276,7 @@ def validate(cfg: DictConfig) -> None:
         "data.train_limit",
         "optim.warmup_lr",
     )
-    jobs = str(cfg.jobs_per_gpu)
-    if jobs != "auto" and not (jobs.isdigit() and int(jobs) >= 1):
-        raise UserError(f"jobs_per_gpu={jobs} is not valid: choose auto or a positive integer")
+    jobs_per_gpu_setting(cfg.jobs_per_gpu)
     for key in ("data.val_size", "data.pad", "optim.momentum", "optim.weight_decay", "grad_every"):
         if OmegaConf.select(cfg, key) < 0:
             raise UserError(f"{key}={OmegaConf.select(cfg, key)} is not valid: it must be >= 0")

@@ -46,6 +46,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 
+from degradation.config import jobs_per_gpu_setting
 from degradation.errors import UserError
 
 # What the launch sets in os.environ (and torch's thread count): restored when the job ends.
@@ -136,11 +137,8 @@ def auto_jobs_per_gpu() -> int:
 
 def resolve_jobs_per_gpu(setting: int | str) -> int:
     """`jobs_per_gpu` as a number: `auto` decided for this machine, else the integer given."""
-    if str(setting) == "auto":
-        return auto_jobs_per_gpu()
-    if not str(setting).isdigit() or int(setting) < 1:
-        raise UserError(f"jobs_per_gpu={setting} is not valid: choose auto or a positive integer")
-    return int(setting)
+    jobs = jobs_per_gpu_setting(setting)
+    return auto_jobs_per_gpu() if jobs == "auto" else jobs
 
 
 def gpu_for_job(job_num: int, n_gpus: int, jobs_per_gpu: int = 1) -> int:

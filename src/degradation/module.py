@@ -118,10 +118,10 @@ class Classifier(L.LightningModule):
             loss = loss * math.nan
         with torch.no_grad():
             errors = (logits.argmax(dim=-1).flatten() != labels).sum()
-            n = len(labels)  # with a packed model: every member's images; its loss is a sum
-            members = n // logits.shape[-2]
+            # loss is a mean over each member's batch (summed over a packed model's members)
+            per_member = logits.shape[-2]
             self.window += torch.stack(
-                [loss.detach() * (n / members), errors.to(loss.dtype), loss.new_tensor(n)]
+                [loss.detach() * per_member, errors.to(loss.dtype), loss.new_tensor(len(labels))]
             )
         self.window_steps += 1
         self._step_open = True
