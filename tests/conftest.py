@@ -31,6 +31,19 @@ def summaries(root: Path) -> dict[Path, dict]:
     return {p.parent: json.loads(p.read_text()) for p in sorted(root.rglob("summary.json"))}
 
 
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory) -> Path:
+    """The sweep folder of `-m depth=20,56 skip=none,add experiment=smoke`, run once per
+    session (the README's smoke sweep: four jobs of 20 steps)."""
+    root = tmp_path_factory.mktemp("smoke")
+    out = root / "outputs"
+    result = run_cli(
+        "-m", "depth=20,56", "skip=none,add", "experiment=smoke", f"output_root={out}", cwd=root
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "sweeps" / "smoke"
+
+
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
     """An empty output root; runs go below it via `output_root=...`."""

@@ -17,12 +17,8 @@ SUMMARY_KEYS = {
 FINAL_KEYS = {"train_error", "train_loss", "val_error", "test_error"}
 
 
-def test_smoke_sweep_writes_four_completed_run_folders(tmp_path, out):
-    result = run_cli(
-        "-m", "depth=20,56", "skip=none,add", "experiment=smoke", f"output_root={out}",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_smoke_sweep_writes_four_completed_run_folders(smoke_sweep):
+    out = smoke_sweep.parent.parent
     runs = summaries(out)
     assert len(runs) == 4
     variants = {(s["depth"], s["skip"]) for s in runs.values()}
@@ -46,7 +42,7 @@ def test_smoke_sweep_writes_four_completed_run_folders(tmp_path, out):
         assert summary["final"]["train_error"] == errors[-1]
         assert any(r["val/error"] for r in rows) and any(r["test/error"] for r in rows)
     by_variant = {(s["depth"], s["skip"]): s for s in runs.values()}
-    # plain and option-A residual twins have exactly the same parameters (brief §2)
+    # plain and option-A residual twins have exactly the same parameters (docs/recipe.md)
     assert by_variant[(20, "none")]["params"] == by_variant[(20, "add")]["params"] == 269_722
     assert by_variant[(56, "none")]["params"] == by_variant[(56, "add")]["params"] == 853_018
     assert by_variant[(56, "none")]["shortcut"] == "not_applicable"
