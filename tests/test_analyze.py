@@ -24,7 +24,6 @@ from conftest import run_cli, summaries
 from torch import nn
 
 from degradation.analyze.__main__ import main as analyze_main
-from degradation.analyze.gradients import GRAD_NORMS, GradientFlow, gradient_norms
 from degradation.analyze.landscape import (
     filter_normalized_direction,
     loss_landscape,
@@ -33,7 +32,9 @@ from degradation.analyze.landscape import (
 from degradation.analyze.lesion import DeletedBlock, why_not_deletable
 from degradation.analyze.plots import analysis_figures
 from degradation.analyze.trained import load_run
-from degradation.models import build_model
+from degradation.callbacks import GradientFlow
+from degradation.models import build_model, gradient_norms
+from degradation.rundir import GRAD_NORMS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GRAD_EVERY = 2
@@ -299,8 +300,8 @@ def test_unknown_subcommand_is_one_line_exit_2(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["landscape", "{missing}"], "does not exist"),
-        (["lesion", "{empty}"], "holds no run folder"),
+        (["landscape", "{missing}"], "no such folder"),
+        (["lesion", "{empty}"], "no run folders found"),
         (["lesion", "{no_ckpt}"], "no checkpoints/last.ckpt"),
         (["landscape", "{run}", "--steps", "4"], "--steps 4 is not valid"),
         (["lesion", "{run}", "--checkpoint", "first"], "invalid choice: 'first'"),

@@ -13,21 +13,20 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm
 
-from degradation.config import register_configs
+from degradation.data import per_device_batch_size
+from degradation.data.sampler import ResumableSampler
+from degradation.ddp_relaunch import JobDDPStrategy, _quoted
 from degradation.distributed import (
-    JobDDPStrategy,
-    _quoted,
     choose_strategy,
     cluster_plugins,
     distributed_trainer_args,
     gpu_for_job,
     gpu_job_slots,
-    per_device_batch_size,
     processes_per_node,
     resolve_jobs_per_gpu,
 )
 from degradation.errors import UserError
-from degradation.resume import ResumableSampler
+from degradation.run import register as register_configs
 
 # --- GPUs for parallel jobs -------------------------------------------------------------------
 
@@ -54,7 +53,7 @@ def test_auto_jobs_per_gpu_shares_a_gpu_four_ways_within_memory_and_cores(monkey
         monkeypatch.setattr(distributed.os, "cpu_count", lambda: cores)
         return resolve_jobs_per_gpu("auto")
 
-    assert machine(gpus=1, gib=80, cores=16) == 4  # an H100: docs/brief.md §5's 4 processes
+    assert machine(gpus=1, gib=80, cores=16) == 4  # an H100: AUTO_JOBS_PER_GPU (docs/benchmarks.md)
     assert machine(gpus=8, gib=80, cores=16) == 2  # 2 cores per GPU
     assert machine(gpus=1, gib=10, cores=16) == 2  # 4 GiB per job
     assert machine(gpus=1, gib=2, cores=1) == 1

@@ -30,7 +30,8 @@ from degradation.models import (
     make_shortcut,
 )
 
-# He et al. 2015 Sec. 4.2, computed in the design brief (§2): option A == plain.
+# Exact counts from the layer shapes (docs/recipe.md); He et al. 2015, Sec. 4.2 rounds them to
+# 0.27M / 0.46M / 0.66M / 0.85M / 1.7M / 19.4M. Option A has no weights, so plain == option A.
 CIFAR_OPTION_A = {
     20: 269_722,
     32: 464_154,
@@ -359,7 +360,7 @@ def test_count_flops_resnet56_and_restores_modes():
     model = build_model(56, "add", "zero_pad")
     model.stages[0].eval()  # a mixed state must survive the measurement
     flops = count_flops(model)
-    assert flops == pytest.approx(251e6, rel=0.05)  # design brief §5, FlopCounterMode
+    assert flops == pytest.approx(251e6, rel=0.05)  # 250,971,392 by FlopCounterMode (docs/recipe.md)
     assert model.training and not model.stages[0].training and model.stages[1].training
 
 

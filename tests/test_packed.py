@@ -109,10 +109,9 @@ def test_member_loss_of_one_net_is_cross_entropy_and_of_k_is_the_sum_of_means():
 
 def test_classifier_windows_report_the_members_mean_loss_and_error():
     nets = members(MIXED)
-    module = Classifier(pack_models(nets), OptimConfig(), log_every=1)
+    module = Classifier(pack_models(nets), OptimConfig())
     ((x, y),) = batches(3, 1)
-    module.training_step((x, y), 0)
-    loss_sum, errors, count = module.window.tolist()
+    loss_sum, errors, count = module.training_step((x, y), 0)["window"].tolist()
     with torch.no_grad():
         logits = torch.cat([net(x[i * B : (i + 1) * B]) for i, net in enumerate(nets)])
     assert count == 3 * B

@@ -19,11 +19,11 @@ from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from degradation.config import register_configs
 from degradation.data import ImageDataModule, split_train_val
 from degradation.data.augment import random_crop_flip
 from degradation.data.sources import DEFAULT_FASHION_MNIST_DIR, load_source
 from degradation.models import build_model, count_parameters
+from degradation.run import register as register_configs
 from hydra_plugins.degradation_sweeper import DegradationSweeper
 
 register_configs()

@@ -23,10 +23,10 @@ import pytest
 import torch
 from conftest import REPO, run_cli, summaries
 
-from degradation.models import build_model, conv3x3_bn_layers
+from degradation.models import build_model, conv3x3_bn_layers, layer_response_std
 from degradation.report import build_report
 from degradation.report.__main__ import main as report_main
-from degradation.responses import LAYER_RESPONSES, layer_response_std
+from degradation.rundir import LAYER_RESPONSES
 
 CHROMIUM = Path("/usr/bin/chromium")
 HEADINGS = {"Verdict", "Results", "Figures", "Runs not in the means", "Provenance"}

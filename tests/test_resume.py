@@ -15,13 +15,11 @@ import pytest
 import torch
 from conftest import run_cli, summaries
 
+from degradation.callbacks import AtomicCheckpointIO
+from degradation.data.sampler import ResumableSampler
 from degradation.errors import UserError
-from degradation.resume import (
-    AtomicCheckpointIO,
-    MetricsCSVLogger,
-    ResumableSampler,
-    read_checkpoint,
-)
+from degradation.loggers import MetricsCSVLogger
+from degradation.rundir import read_checkpoint
 
 # 30 steps of 12 batches per epoch (384 training images / 32): a checkpoint at step 10 is in
 # the middle of an epoch and right before a validation (val_check_interval=10).

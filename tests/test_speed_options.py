@@ -20,7 +20,7 @@ from degradation.data.loaders import (
     common_recipe_transform,
     framework_transform,
 )
-from degradation.resume import ResumableSampler
+from degradation.data.sampler import ResumableSampler
 from degradation.speed import resolve_speed
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -259,7 +259,7 @@ def test_a_resumed_run_uses_its_own_fused_sgd_setting_not_its_checkpoints(tmp_pa
             seen.append(trainer.optimizers[0].param_groups[0]["fused"])
 
     def fit(fused: bool, steps: int, ckpt_path=None) -> L.Trainer:
-        module = Classifier(build_model(depth=8), OptimConfig(), log_every=1, fused_sgd=fused)
+        module = Classifier(build_model(depth=8), OptimConfig(), fused_sgd=fused)
         trainer = L.Trainer(
             accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, callbacks=[FusedAtStart()],

@@ -19,9 +19,9 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from degradation import loggers
-from degradation.config import register_configs
 from degradation.loggers import resolve_mode, run_name, variant_group
-from degradation.wandb_report import build_report
+from degradation.report.wandb import build_report
+from degradation.run import register as register_configs
 
 # wandb and wandb-workspaces are the optional extra `degradation[wandb]`
 needs_wandb = pytest.mark.skipif(

@@ -1,21 +1,28 @@
-"""The one config schema: every knob a run has, its type, its default, and its checks.
+"""The one config schema: every knob a run has, its type, its default and its own constraint.
 
-Hydra composes `conf/config.yaml` on top of `RunConfig` (registered as `schema`), so a
-mistyped key or a value outside an Enum fails while the command line is parsed. Checks that
-types cannot express (depth must be 6n+2, sizes must be positive) live in `validate`.
+Hydra composes `conf/config.yaml` on top of `RunConfig` (registered by `degradation.run` as
+`schema`), so a mistyped key or a value outside an Enum fails while the command line is parsed.
+A constraint that a type cannot express is declared on the field itself (`checked(default,
+POSITIVE)`); `preflight.validate` walks the schema and checks every declared rule, plus the
+checks that involve several fields. This module only declares: it registers nothing, validates
+nothing and imports nothing of the project but `choices` and `errors`.
+
+`NON_DEFINING_KEYS` is the one list of keys that say where or how a run is written, logged,
+launched or sped up, not what it computes: the run folder's name and the config hash are both
+derived from it (`rundir.run_dir_name`, `rundir.config_hash`).
+
+Over 300 lines: the whole schema, with each field's rule beside it, in one place.
 """
 
 from __future__ import annotations
 
-import hashlib
-import warnings
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, List, Optional
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
-
+from degradation.choices import value
 from degradation.errors import UserError
 
 
@@ -61,76 +68,6 @@ Compile = Enum(
 Compile.__doc__ = "torch.compile mode; auto: reduce-overhead (CUDA graphs) on CUDA, none on CPU"
 
 
-@dataclass
-class SyntheticConfig:
-    """The embedded default dataset, generated from `seed` (see data/synthetic.py)."""
-
-    seed: int = 0
-    train_size: int = 6000
-    test_size: int = 2000
-    num_classes: int = 10
-    image_size: int = 32
-    channels: int = 3
-    noise: float = 0.6
-    distractor: float = 0.7
-
-
-@dataclass
-class DataConfig:
-    name: str = "synthetic"
-    root: Optional[str] = None
-    download: bool = False  # CIFAR only: fetch into `root` when the files are missing
-    verify: bool = True  # CIFAR only: check torchvision's MD5 sums
-    batch_size: int = 128  # global batch, split evenly over DDP processes
-    eval_batch_size: int = 512
-    val_size: int = 1000  # held out of the training split, used for model selection
-    split_seed: int = 0  # fixed across runs so every run sees the same train/val split
-    train_limit: Optional[int] = None  # use only the first N training images (CPU budgets)
-    augment: bool = True  # pad + random crop + horizontal flip
-    pad: int = 4
-    flip: bool = True
-    normalize: Normalize = Normalize.per_channel
-    num_workers: int = 0
-    loader: Loader = Loader.tensor
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-
-
-@dataclass
-class OptimConfig:
-    """SGD with a step-based multi-step schedule (He et al. 2015, Sec. 4.2)."""
-
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    nesterov: bool = False
-    milestones: List[int] = field(default_factory=lambda: [32000, 48000])
-    gamma: float = 0.1
-    # ResNet-110 warm-up: lr = warmup_lr until the training error drops below
-    # warmup_until_error or warmup_max_steps pass, whichever comes first. null = no warm-up.
-    warmup_lr: Optional[float] = None
-    warmup_until_error: float = 0.8
-    warmup_max_steps: int = 400
-
-
-@dataclass
-class TrainerConfig:
-    """Arguments passed to `lightning.Trainer` as they are."""
-
-    max_steps: int = 64000
-    accelerator: str = "auto"
-    devices: Any = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "auto"  # auto: bf16-mixed on CUDA, 32-true elsewhere (speed.py)
-    val_check_interval: int = 2000  # in training steps
-    log_every_n_steps: int = 1  # lr is logged every step; train metrics every `log_every`
-    enable_progress_bar: bool = True
-    deterministic: Any = False
-    sync_batchnorm: bool = False
-    benchmark: Optional[bool] = None
-    gradient_clip_val: Optional[float] = None
-
-
 class LoggerKind(str, Enum):
     csv = "csv"  # metrics.csv only
     wandb = "wandb"  # metrics.csv and a W&B run
@@ -141,6 +78,125 @@ class WandbMode(str, Enum):
     online = "online"
     offline = "offline"  # files under the run folder; upload later with `wandb sync`
     disabled = "disabled"
+
+
+# --- constraints declared on fields -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A constraint on one field's value: `holds(value)`; `text` is the advice that follows
+    "KEY=VALUE is not valid: " in the error."""
+
+    text: str
+    holds: Callable[[Any], bool]
+
+
+RULES = "rules"  # the dataclass field metadata key holding a field's rules
+
+POSITIVE = Rule("it must be a positive number", lambda v: v > 0)
+NON_NEGATIVE = Rule("it must be >= 0", lambda v: v >= 0)
+AT_LEAST_TWO = Rule("it must be >= 2", lambda v: v >= 2)
+FRACTION = Rule("it must be in (0, 1]", lambda v: 0 < v <= 1)
+UNIT_INTERVAL = Rule("it must be in [0, 1]", lambda v: 0 <= v <= 1)
+INCREASING = Rule(
+    "it must be increasing and >= 0", lambda v: list(v) == sorted(v) and min(v, default=0) >= 0
+)
+# numpy's and Lightning's seeds are unsigned 32-bit: a larger one would be replaced at random
+SEED = Rule("it must be an integer in 0 .. 4294967295", lambda v: 0 <= v <= 2**32 - 1)
+AUTO_OR_POSITIVE_INT = Rule(
+    "choose auto or a positive integer",
+    lambda v: str(v) == "auto" or (str(v).isdigit() and int(v) >= 1),
+)
+# `name` is the experiment's folder below output_root/runs and output_root/sweeps
+FOLDER_NAME = Rule(
+    "choose one folder name: no '/' or '\\', not empty, '.' or '..'",
+    lambda v: str(v) not in ("", ".", "..") and not {"/", "\\"} & set(str(v)),
+)
+# Every float field must also be finite: `preflight` checks that for all of them.
+FINITE = Rule("it must be a finite number", lambda v: not isinstance(v, float) or math.isfinite(v))
+
+
+def checked(default: Any = None, *rules: Rule, factory: Callable[[], Any] | None = None):
+    """A dataclass field with its default and the rules its value must follow (None, where a
+    field allows it, is never checked)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={RULES: rules})
+    return field(default=default, metadata={RULES: rules})
+
+
+# --- the schema ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SyntheticConfig:
+    """The embedded default dataset, generated from `seed` (see data/synthetic.py)."""
+
+    seed: int = checked(0, SEED)
+    train_size: int = checked(6000, POSITIVE)
+    test_size: int = checked(2000, POSITIVE)
+    num_classes: int = checked(10, AT_LEAST_TWO)
+    image_size: int = checked(32, POSITIVE)
+    channels: int = checked(3, POSITIVE)
+    noise: float = checked(0.6, NON_NEGATIVE)
+    distractor: float = checked(0.7, NON_NEGATIVE)
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"
+    root: Optional[str] = None
+    download: bool = False  # CIFAR only: fetch into `root` when the files are missing
+    verify: bool = True  # CIFAR only: check torchvision's MD5 sums
+    batch_size: int = checked(128, POSITIVE)  # global batch, split evenly over DDP processes
+    eval_batch_size: int = checked(512, POSITIVE)
+    val_size: int = checked(1000, POSITIVE)  # held out of the training split: model selection
+    split_seed: int = checked(0, SEED)  # fixed across runs: every run sees the same split
+    train_limit: Optional[int] = checked(None, POSITIVE)  # the first N training images only
+    augment: bool = True  # pad + random crop + horizontal flip
+    pad: int = checked(4, NON_NEGATIVE)
+    flip: bool = True
+    normalize: Normalize = Normalize.per_channel
+    num_workers: int = checked(0, NON_NEGATIVE)
+    loader: Loader = Loader.tensor
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class OptimConfig:
+    """SGD with a step-based multi-step schedule (He et al. 2015, Sec. 4.2)."""
+
+    lr: float = checked(0.1, POSITIVE)
+    momentum: float = checked(0.9, NON_NEGATIVE)
+    weight_decay: float = checked(1e-4, NON_NEGATIVE)
+    nesterov: bool = False
+    milestones: List[int] = checked(None, INCREASING, factory=lambda: [32000, 48000])
+    gamma: float = checked(0.1, FRACTION)
+    # ResNet-110 warm-up: lr = warmup_lr until the training error drops below
+    # warmup_until_error or warmup_max_steps pass, whichever comes first. null = no warm-up.
+    warmup_lr: Optional[float] = checked(None, POSITIVE)
+    warmup_until_error: float = checked(0.8, UNIT_INTERVAL)
+    warmup_max_steps: int = checked(400, POSITIVE)
+
+
+@dataclass
+class TrainerConfig:
+    """Arguments passed to `lightning.Trainer` as they are (preflight lets Lightning check
+    accelerator, devices, strategy and precision before anything runs)."""
+
+    max_steps: int = checked(64000, POSITIVE)
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = checked(1, POSITIVE)
+    strategy: str = "auto"
+    precision: str = "auto"  # auto: bf16-mixed on CUDA, 32-true elsewhere (speed.py)
+    val_check_interval: int = checked(2000, POSITIVE)  # in training steps
+    log_every_n_steps: int = checked(1, POSITIVE)  # lr: every step; train metrics: log_every
+    enable_progress_bar: bool = True
+    deterministic: Any = False
+    sync_batchnorm: bool = False
+    benchmark: Optional[bool] = None
+    gradient_clip_val: Optional[float] = checked(None, NON_NEGATIVE)
 
 
 @dataclass
@@ -155,7 +211,7 @@ class WandbConfig:
     tags: List[str] = field(default_factory=list)  # added to depth/skip/shortcut/dataset
     dir: Optional[str] = None  # null: $WANDB_DIR, else the run folder
     log_model: bool = False  # upload checkpoints as artifacts (online only)
-    init_timeout: float = 15.0  # seconds an online start may take before going offline
+    init_timeout: float = checked(15.0, POSITIVE)  # seconds an online start may take
 
 
 @dataclass
@@ -169,146 +225,73 @@ class LoggerConfig:
 @dataclass
 class RunConfig:
     # architecture
-    depth: int = 20
+    depth: int = checked(20, POSITIVE)
     skip: Skip = Skip.add
     shortcut: Shortcut = Shortcut.zero_pad
     family: Family = Family.cifar
     block: Optional[Block] = None  # null: basic for cifar, by depth for imagenet
-    width: int = 1
+    width: int = checked(1, POSITIVE)
     preact: bool = False
     zero_init_residual: bool = False
     # run
-    seed: int = 0
-    name: str = "default"  # experiment name: the folder a run or sweep goes to
+    seed: int = checked(0, SEED)
+    name: str = checked("default", FOLDER_NAME)  # experiment name: the folder of its runs
     output_root: str = "outputs"
-    log_every: int = 50  # steps per training-metric window (one host sync per window)
-    checkpoint_every: int = 500  # steps between writes of checkpoints/last.ckpt
+    log_every: int = checked(50, POSITIVE)  # steps per training-metric window (one host sync)
+    checkpoint_every: int = checked(500, POSITIVE)  # steps between checkpoints/last.ckpt
     # rerun = continue: skip a finished run, resume an unfinished one from last.ckpt (false:
     # start afresh, clearing the folder's checkpoints and metrics)
     resume: bool = True
-    diverge_loss: float = 1e4  # a training-loss window above this (or NaN/inf): diverged, stop
-    grad_every: int = 50  # steps between gradient-norm records (grad_norms.csv); 0 = off
+    diverge_loss: float = checked(1e4, POSITIVE)  # a window's loss above this (or NaN): stop
+    grad_every: int = checked(50, NON_NEGATIVE)  # steps between grad_norms.csv rows; 0 = off
     # speed (speed.py): torch.compile mode, channels_last weights and SGD's fused kernel
     # (weight decay, momentum and update in one pass over the parameters); null: on CUDA
     compile: Compile = Compile["auto"]
     channels_last: Optional[bool] = None
     fused_sgd: Optional[bool] = None
     # parallel sweeps (hydra/launcher=joblib): jobs sharing one GPU, or `auto` (distributed.py)
-    jobs_per_gpu: str = "auto"
+    jobs_per_gpu: str = checked("auto", AUTO_OR_POSITIVE_INT)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
-def register_configs() -> None:
-    ConfigStore.instance().store(name="schema", node=RunConfig)
-
-
-def warmup_lr_from_depth(depth: int, min_depth: int, lr: float) -> Optional[float]:
-    """`${warmup_lr_from_depth:${depth},110,0.01}`: warm up only nets at least min_depth deep.
-
-    The paper warms up ResNet-110 alone; a Hydra sweep cannot set a value for one depth only.
-    """
-    return lr if depth >= min_depth else None
-
-
-# Registered on import so that every reader of a saved config (.hydra/config.yaml) resolves it.
-OmegaConf.register_new_resolver("warmup_lr_from_depth", warmup_lr_from_depth, replace=True)
-
-
-def _gpu_resolver(name: str):
-    def resolve(*args):
-        from degradation import distributed  # imports Lightning: only when a launcher asks
-
-        return getattr(distributed, name)(*args)
-
-    return resolve
-
-
-# The launcher configs (conf/hydra/launcher/) size themselves with these.
-for _name in ("visible_gpus", "gpu_job_slots"):
-    OmegaConf.register_new_resolver(_name, _gpu_resolver(_name), replace=True)
-# Our hydra/launcher/{joblib,submitit_local}.yaml replace the plugins' configs of the same
-# name; Hydra still checks them against the plugins' schemas (wanted), with a warning (not).
-warnings.filterwarnings(
-    "ignore", r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema", UserWarning
+# Where and how a run is written, logged, launched or sped up, not what it computes: left out
+# of the run folder's name and of config_hash (a key covers the keys below it, e.g. `logger`).
+NON_DEFINING_KEYS = (
+    "hydra",
+    "resume",
+    "output_root",
+    "logger",  # metrics.csv is always written; W&B is a copy
+    "trainer.enable_progress_bar",
+    "grad_every",  # records gradient norms; the training itself is the same
+    "compile",  # how fast, not what: a rerun may switch these
+    "channels_last",
+    "fused_sgd",
+    "jobs_per_gpu",  # where a job runs
+    "checkpoint_every",  # how often state is saved
+    "data.root",  # where the files live: the data checksum identifies the data
+    "data.download",
+    "data.num_workers",
 )
 
 
-def value(x: Any) -> Any:
-    """An Enum member's plain value (configs hold Enums, files and models want strings)."""
-    return x.value if isinstance(x, Enum) else x
-
-
-def _positive(cfg: DictConfig, *keys: str) -> None:
-    for key in keys:
-        v = OmegaConf.select(cfg, key)
-        if v is not None and v <= 0:
-            raise UserError(f"{key}={v} is not valid: it must be a positive number")
+def is_non_defining(key: str) -> bool:
+    """Whether a dotted config key is, or lies below, one of NON_DEFINING_KEYS."""
+    return any(key == k or key.startswith(k + ".") for k in NON_DEFINING_KEYS)
 
 
 def jobs_per_gpu_setting(setting: Any) -> int | str:
-    """`jobs_per_gpu` checked: "auto" or a positive integer; UserError (one line) otherwise."""
+    """`jobs_per_gpu` as "auto" or an int; UserError (one line) for anything else."""
+    if not AUTO_OR_POSITIVE_INT.holds(setting):
+        raise UserError(f"jobs_per_gpu={setting} is not valid: {AUTO_OR_POSITIVE_INT.text}")
     text = str(setting)
-    if text == "auto":
-        return text
-    if not (text.isdigit() and int(text) >= 1):
-        raise UserError(f"jobs_per_gpu={text} is not valid: choose auto or a positive integer")
-    return int(text)
+    return text if text == "auto" else int(text)
 
 
-def validate(cfg: DictConfig) -> None:
-    """Checks the schema's types cannot express; raises UserError with one line."""
-    _positive(
-        cfg,
-        "data.batch_size",
-        "data.eval_batch_size",
-        "optim.lr",
-        "trainer.max_steps",
-        "trainer.val_check_interval",
-        "log_every",
-        "checkpoint_every",
-        "diverge_loss",
-        "width",
-        "data.synthetic.train_size",
-        "data.synthetic.test_size",
-        "data.train_limit",
-        "optim.warmup_lr",
-    )
-    jobs_per_gpu_setting(cfg.jobs_per_gpu)
-    for key in ("data.val_size", "data.pad", "optim.momentum", "optim.weight_decay", "grad_every"):
-        if OmegaConf.select(cfg, key) < 0:
-            raise UserError(f"{key}={OmegaConf.select(cfg, key)} is not valid: it must be >= 0")
-    if not 0 < cfg.optim.gamma <= 1:
-        raise UserError(f"optim.gamma={cfg.optim.gamma} is not valid: it must be in (0, 1]")
-    if list(cfg.optim.milestones) != sorted(cfg.optim.milestones):
-        raise UserError(f"optim.milestones={list(cfg.optim.milestones)} must be increasing")
-    if cfg.data.name == "synthetic" and cfg.data.root:
-        raise UserError(
-            f"data.root={cfg.data.root} is not used by data=synthetic (generated, no files); "
-            "drop it or choose a dataset with files: cifar10, cifar100, fashion_mnist"
-        )
-    check_architecture(cfg)
-    from degradation.loggers import check_logger_available
-
-    check_logger_available(cfg)
-
-
-def check_architecture(cfg: DictConfig) -> None:
-    """Builds the model on the meta device: every impossible combination fails here, cheaply."""
-    import torch
-
-    from degradation.models import build_model
-
-    try:
-        with torch.device("meta"):
-            build_model(**model_kwargs(cfg, num_classes=10, in_channels=3))
-    except ValueError as err:
-        raise UserError(str(err)) from None
-
-
-def model_kwargs(cfg: DictConfig, num_classes: int, in_channels: int) -> dict:
+def model_kwargs(cfg: Any, num_classes: int, in_channels: int) -> dict:
+    """`models.build_model`'s arguments from a run config."""
     return dict(
         depth=cfg.depth,
         skip=value(cfg.skip),
@@ -323,7 +306,7 @@ def model_kwargs(cfg: DictConfig, num_classes: int, in_channels: int) -> dict:
     )
 
 
-def variant_name(cfg: DictConfig) -> str:
+def variant_name(cfg: Any) -> str:
     """Human label of the architecture, seed left out: 'plain-56', 'resnet-56 projection'."""
     skip = value(cfg.skip)
     family = {"none": "plain", "add": "resnet", "concat": "concatnet"}[skip]
@@ -337,25 +320,3 @@ def variant_name(cfg: DictConfig) -> str:
     if cfg.width != 1:
         label += f" x{cfg.width}"
     return label
-
-
-# Where and how a run is written or shown, not what it computes: left out of config_hash.
-NOT_HASHED = ("hydra", "resume", "output_root", "logger", "trainer.enable_progress_bar")
-NOT_HASHED += ("grad_every",)  # records gradient norms; the training itself is the same
-NOT_HASHED += ("compile", "channels_last", "fused_sgd")  # how fast, not what: may switch
-NOT_HASHED += ("jobs_per_gpu",)  # where a job runs, not what it computes
-# where files live and how often state is saved: the data checksum identifies the data
-NOT_HASHED += ("checkpoint_every", "data.root", "data.download", "data.num_workers")
-
-
-def config_hash(cfg: DictConfig) -> str:
-    """Identifies what a run computes: its resolved config, less the keys in NOT_HASHED."""
-    data = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    for key in NOT_HASHED:
-        *parents, leaf = key.split(".")
-        node = data
-        for parent in parents:
-            node = node.get(parent) or {}
-        node.pop(leaf, None)
-    text = OmegaConf.to_yaml(OmegaConf.create(data), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1,19 +1,9 @@
 """Scaling out: DDP processes for one job, GPUs for parallel jobs, and SLURM.
 
 One run (one Hydra job) may use several processes: `trainer.devices=N` (and `trainer.num_nodes`).
-Lightning's own DDP launcher re-runs `sys.argv` for every extra local rank, which under
-`python -m degradation.run -m ...` is the whole sweep (and under submitit not our program at
-all): the children start sweeps of their own or hang (Lightning #11300, Hydra #2070).
-`JobDDPStrategy` launches instead *this job*, as a single run in this job's folder:
-
-    python -m degradation.run <the job's own overrides> hydra.run.dir=<job folder> \
-        hydra.output_subdir=null hydra/job_logging=stdout
-
-so `-m depth=20,56 skip=none,add trainer.devices=2` runs four jobs of two processes each.
-Children are started with LOCAL_RANK=k, write nothing (rank 0 writes summary.json, metrics and
-checkpoints), keep stderr but not stdout, and die with their parent. When a job ends,
-`end_job_processes` waits for them, closes the process group and restores the environment
-variables the launch set, so that the next job of a sweep in the same process starts afresh.
+`ddp` (and `auto` with several processes) becomes `ddp_relaunch.JobDDPStrategy`, which starts
+the extra local ranks as this job rather than as the whole sweep, so
+`-m depth=20,56 skip=none,add trainer.devices=2` runs four jobs of two processes each.
 
 Where processes are created outside (SLURM's srun, torchrun) nothing is launched: each SLURM
 task is one DDP process (Lightning's SLURMEnvironment). Requeueing is left to submitit, which
@@ -23,39 +13,27 @@ Parallel jobs on one machine (`hydra/launcher=joblib` or `submitit_local`): each
 GPU job gets GPU `gpu_for_job(job_num, n_gpus, jobs_per_gpu)` (trainer.devices=[i]).
 `jobs_per_gpu=auto` shares each GPU among up to 4 jobs (`auto_jobs_per_gpu`): a small CIFAR
 net's step leaves an H100 mostly idle, and 4 processes summed 1.7x one (CUDA graphs) to 3.6x
-(eager) in docs/brief.md §5; fewer where the GPU's memory or the CPU cores (one per job, to
-launch its kernels) would not hold 4. Without a GPU, auto is 1.
+(eager) on an H100 (docs/benchmarks.md: figures measured before this project had a GPU);
+fewer where the GPU's memory or the CPU cores (one per job, to launch its kernels) would not
+hold 4. Without a GPU, auto is 1.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import torch
-from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
-from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
 from lightning.pytorch.accelerators import AcceleratorRegistry
 from lightning.pytorch.plugins.environments import SLURMEnvironment
-from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 
 from degradation.config import jobs_per_gpu_setting
 from degradation.errors import UserError
 
-# What the launch sets in os.environ (and torch's thread count): restored when the job ends.
-LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-LAUNCH_ENV += ("OMP_NUM_THREADS",)
 # Launchers that run several jobs at once on this machine: GPUs are shared out among them.
 PARALLEL_LAUNCHERS = ("JoblibLauncher", "LocalLauncher")
-CHILD_EXIT_GRACE_S = 120.0  # how long a finished job waits for its children to exit
-AUTO_JOBS_PER_GPU = 4  # most jobs `jobs_per_gpu=auto` puts on one GPU (docs/brief.md §5)
+AUTO_JOBS_PER_GPU = 4  # most jobs `jobs_per_gpu=auto` puts on one GPU (see the module doc)
 GPU_MEMORY_PER_JOB = 4 * 2**30  # bytes: CUDA context, resident data, a CIFAR net's activations
 
 
@@ -96,6 +74,8 @@ def choose_strategy(trainer_args: dict[str, Any]) -> Any:
         return strategy  # e.g. ddp_spawn, fsdp: Lightning's own launchers
     procs = processes_per_node(trainer_args.get("accelerator", "auto"), trainer_args["devices"])
     if strategy == "ddp" or procs > 1 or trainer_args.get("num_nodes", 1) > 1:
+        from degradation.ddp_relaunch import JobDDPStrategy
+
         return JobDDPStrategy()
     return strategy
 
@@ -110,16 +90,6 @@ def distributed_trainer_args(trainer_args: dict[str, Any], jobs_per_gpu: int | s
     args = assign_gpu(dict(trainer_args), jobs_per_gpu)
     args["strategy"] = choose_strategy(args)
     return args
-
-
-def per_device_batch_size(batch_size: int, world_size: int) -> int:
-    """The global batch split evenly over the processes; UserError if it does not split."""
-    if batch_size % world_size:
-        raise UserError(
-            f"data.batch_size={batch_size} does not split over {world_size} processes; "
-            f"choose a multiple of {world_size}"
-        )
-    return batch_size // world_size
 
 
 # --- GPUs for parallel jobs ------------------------------------------------------------------
@@ -193,133 +163,29 @@ def gpu_job_slots(jobs_per_gpu: int | str) -> int:
     return max(visible_gpus(), 1) * resolve_jobs_per_gpu(jobs_per_gpu)
 
 
-# --- DDP launched per job --------------------------------------------------------------------
+# --- which process and which device -------------------------------------------------------------
+
+# Where the rank of a process is before torch.distributed is initialised (DDP children, SLURM
+# tasks, torchrun): Lightning's own list, plus NODE_RANK for nodes after the first.
+RANK_ENV = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
 
-def job_command() -> list[str]:
-    """This Hydra job as a single run in its own folder (what every extra local rank runs)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    hydra = HydraConfig.get()
-    command = [sys.executable, "-m", "degradation.run"]
-    if hydra.job.config_name:
-        command += ["--config-name", hydra.job.config_name]
-    for source in hydra.runtime.config_sources:
-        if source.provider == "command-line":  # --config-dir
-            command += ["--config-dir", str(source.path).removeprefix("file://")]
-    command += list(hydra.overrides.task)
-    command += [
-        f"hydra.run.dir={_quoted(str(hydra.runtime.output_dir))}",
-        "hydra.output_subdir=null",  # rank 0 wrote .hydra/
-        "hydra/job_logging=stdout",  # no second writer of the job's log file
-    ]
-    return command
-
-
-def _quoted(text: str) -> str:
-    """A Hydra override value that is read verbatim (a folder name holds ',' and '=')."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _die_with_parent() -> None:
-    """In a child, before exec: SIGKILL it when its parent dies (Linux), so a killed job
-    leaves no rank waiting in a collective."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-class _Observer(_ChildProcessObserver):
-    """Lightning's watchdog over the children (a failed child takes the job down), which can
-    be stopped before the children are ended on purpose."""
-
-    def __init__(self, main_pid: int, child_processes: list) -> None:
-        super().__init__(main_pid=main_pid, child_processes=child_processes)
-        self._lock = threading.Lock()
-        self._stopped = False
-
-    def _run(self) -> bool:
-        with self._lock:
-            return True if self._stopped else super()._run()
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-
-
-class JobLauncher(_SubprocessScriptLauncher):
-    """Starts local ranks 1..N-1 as `job_command()` (see the module doc), once per job."""
-
-    def launch(self, function: Callable, *args: Any, trainer=None, **kwargs: Any) -> Any:
-        self.cluster_environment.validate_settings(
-            num_devices=self.num_processes, num_nodes=self.num_nodes
-        )
-        # after the first launch of a job LOCAL_RANK is set: fit, validate, test reuse them
-        if not self.cluster_environment.creates_processes_externally:
-            self._saved_env = {key: os.environ.get(key) for key in LAUNCH_ENV}
-            self._saved_threads = torch.get_num_threads()
-            self._call_children_scripts()
-            self._observer = _Observer(main_pid=os.getpid(), child_processes=self.procs)
-            self._observer.start()
-            _LAUNCHED.append(self)
-        _set_num_threads_if_needed(num_processes=self.num_processes)
-        return function(*args, **kwargs)
-
-    def _call_children_scripts(self) -> None:
-        self._check_can_spawn_children()
-        env = self.cluster_environment
-        os.environ["MASTER_ADDR"] = env.main_address
-        os.environ["MASTER_PORT"] = str(env.main_port)
-        os.environ["NODE_RANK"] = str(env.node_rank())
-        os.environ["LOCAL_RANK"] = str(env.local_rank())
-        os.environ["WORLD_SIZE"] = f"{self.num_processes * self.num_nodes}"
-        command = job_command()
-        linux = sys.platform.startswith("linux")
-        for local_rank in range(1, self.num_processes):
-            child_env = {**os.environ, "LOCAL_RANK": str(local_rank)}
-            self.procs.append(
-                subprocess.Popen(
-                    command,
-                    env=child_env,
-                    cwd=os.getcwd(),  # relative paths (output_root, data.root) mean the same
-                    stdout=subprocess.DEVNULL,  # rank 0 prints; a child's errors go to stderr
-                    preexec_fn=_die_with_parent if linux else None,
-                )
-            )
-
-    def end(self, failed: bool) -> None:
-        """Wait for the children (kill them at once after a failure), restore the environment."""
-        self._observer.stop()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=0 if failed else CHILD_EXIT_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        torch.set_num_threads(self._saved_threads)
-
-
-_LAUNCHED: list[JobLauncher] = []  # launches of the job now running in this process
-
-
-def end_job_processes(failed: bool = False) -> None:
-    """At the end of a job (train() calls it on every rank): end the children this process
-    launched, close the process group, undo the launch's environment variables."""
-    while _LAUNCHED:
-        _LAUNCHED.pop().end(failed)
+def is_global_zero(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether this is the job's global rank 0, the one process that writes files and logs."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+        return torch.distributed.get_rank() == 0
+    return all(str(environ.get(key, "0")).strip() in ("", "0") for key in RANK_ENV)
 
 
-class JobDDPStrategy(DDPStrategy):
-    """Lightning's DDP strategy, whose extra local ranks run this job (not sys.argv)."""
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
-    def _configure_launcher(self) -> None:
-        # always a launcher (as Lightning's): under SLURM it checks devices/num_nodes against
-        # the allocation and starts nothing
-        assert self.cluster_environment is not None
-        self._launcher = JobLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+
+def resolve_device(device: str, option: str = "--device") -> torch.device:
+    """A command's `--device auto|cpu|cuda` as a torch.device; UserError naming the choices."""
+    if device not in DEVICE_CHOICES:
+        raise UserError(f"{option} {device!r} is not valid; choose one of: auto, cpu, cuda")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{option} cuda: no CUDA device is visible here; choose auto or cpu")
+    return torch.device(device)

@@ -1,7 +1,10 @@
 """The run's Lightning loggers: metrics.csv always, plus one W&B run with `logger=wandb`.
 
-    build_loggers(cfg, run_dir)   # [CSVLogger] or [CSVLogger, WandbLogger]; starts the W&B run
+    build_loggers(cfg, run_dir, keep_rows)   # [MetricsCSVLogger] (+ WandbLogger); starts W&B
     finish_wandb(summary)         # summary.json's figures into the W&B run, then finish it
+
+metrics.csv is written by `MetricsCSVLogger`, Lightning's CSVLogger made to continue the file of
+a resumed run instead of deleting it.
 
 W&B mode (`logger.wandb.mode`): `auto` is online when an API key or a `wandb login` is found
 and offline otherwise; an online start that fails (no network, bad key) falls back to offline
@@ -14,28 +17,33 @@ wandb is imported here only, and only when a W&B run is made: it is an optional 
 
 from __future__ import annotations
 
-import importlib.util
 import netrc
 import os
 import shlex
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
-from degradation.config import config_hash, value, variant_name
-from degradation.errors import UserError, first_line
+from degradation.choices import value
+from degradation.config import variant_name
+from degradation.distributed import is_global_zero
+from degradation.environment import git_root, git_state
+from degradation.errors import first_line
+from degradation.rundir import METRICS, config_hash, cut_csv_rows
 
 DEFAULT_PROJECT = "degradation"
 DEFAULT_HOST = "https://api.wandb.ai"
 STEP_METRIC = "trainer/global_step"  # the x axis Lightning's WandbLogger logs with every row
 # Set by wandb or by Lightning's WandbLogger(offline=True); restored at the end of each job.
 GUARDED_ENV = ("WANDB_MODE", "WANDB_SILENT", "WANDB_DIR", "WANDB_PROJECT")
-RANK_ENV = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
 
 @dataclass
@@ -50,20 +58,6 @@ _session: _WandbSession | None = None  # the W&B run of the job in progress, if 
 
 def wandb_requested(cfg: DictConfig) -> bool:
     return value(OmegaConf.select(cfg, "logger.kind", default="csv")) == "wandb"
-
-
-def check_logger_available(cfg: DictConfig) -> None:
-    """Called by config.validate: `logger=wandb` without wandb installed is a user mistake."""
-    if not wandb_requested(cfg) or value(cfg.logger.wandb.mode) == "disabled":
-        return
-    if cfg.logger.wandb.init_timeout <= 0:
-        timeout = cfg.logger.wandb.init_timeout
-        raise UserError(f"logger.wandb.init_timeout={timeout} is not valid: it must be > 0")
-    if importlib.util.find_spec("wandb") is None:
-        raise UserError(
-            "logger=wandb: the wandb package is not installed; `pip install wandb`, "
-            "or choose logger=csv (or logger.wandb.mode=disabled)"
-        )
 
 
 def has_wandb_credentials(environ: Mapping[str, str] = os.environ) -> bool:
@@ -119,21 +113,11 @@ def variant_group(cfg: DictConfig) -> str:
     return f"{prefix}/{variant_name(cfg)} #{digest}"
 
 
-def _is_global_rank_zero(environ: Mapping[str, str] = os.environ) -> bool:
-    # Called before the Trainer exists: DDP children and SLURM tasks carry their rank in env.
-    import torch
-
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank() == 0
-    return all(str(environ.get(key, "0")).strip() in ("", "0") for key in RANK_ENV)
-
-
-def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
-    """[CSVLogger(run_dir)] plus, with `logger=wandb` on global rank 0, a WandbLogger."""
-    from lightning.pytorch.loggers import CSVLogger
-
-    loggers: list = [CSVLogger(run_dir, name="", version="")]
-    if not wandb_requested(cfg) or not _is_global_rank_zero():
+def build_loggers(cfg: DictConfig, run_dir: Path, keep_rows: int | None = None) -> list:
+    """[MetricsCSVLogger(run_dir, keep_rows)] plus, with `logger=wandb` on global rank 0, a
+    WandbLogger."""
+    loggers: list = [MetricsCSVLogger(run_dir, keep_rows)]
+    if not wandb_requested(cfg) or not is_global_zero():
         return loggers
     session = _start_wandb_run(cfg, Path(run_dir))
     if session is not None:
@@ -145,8 +129,6 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
 
 
 def _init_args(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    from degradation.rundir import git_state
-
     wcfg = cfg.logger.wandb
     commit, dirty = git_state()
     group = variant_group(cfg)
@@ -209,20 +191,8 @@ def _start_wandb_run(cfg: DictConfig, run_dir: Path) -> _WandbSession | None:
 
 def _git_settings() -> dict[str, Any]:
     """wandb looks for git in its own folder (often outside the checkout): point it at ours."""
-    for where in (Path(__file__).resolve().parent, Path.cwd()):
-        try:
-            found = subprocess.run(
-                ["git", "rev-parse", "--show-toplevel"],
-                cwd=where,
-                capture_output=True,
-                text=True,
-                timeout=10,
-            )
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if found.returncode == 0:
-            return {"git_root": found.stdout.strip()}
-    return {"disable_git": True}
+    root = git_root()
+    return {"git_root": root} if root is not None else {"disable_git": True}
 
 
 def summary_figures(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -264,3 +234,51 @@ def _restore_env(saved: Mapping[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = old
+
+
+# --- metrics.csv ------------------------------------------------------------------------------
+
+
+class MetricsCSVLogger(CSVLogger):
+    """Lightning's CSVLogger writing RUN_DIR/metrics.csv, which it continues instead of deleting.
+
+    `keep_rows`: a resumed run first cuts the file back to its header and that many rows (those
+    its checkpoint had seen; the killed run's later rows will be logged again); None starts a
+    new file. `rows_written` counts the rows on disk, for the next checkpoint to record.
+    Files are touched on global rank 0 only, when the first row is logged.
+    """
+
+    def __init__(self, run_dir: Path, keep_rows: int | None = None):
+        super().__init__(run_dir, name="", version="")
+        self.keep_rows = keep_rows
+        self.rows_written = 0
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self.rows_written = cut_csv_rows(Path(self.log_dir) / METRICS, self.keep_rows)
+            self._experiment = _AppendingWriter(self.log_dir)
+        return self._experiment
+
+    @rank_zero_only
+    def save(self) -> None:
+        writer = self.experiment
+        rows = len(writer.metrics)
+        super().save()
+        self.rows_written += rows
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Appends to an existing metrics.csv, whose header says which columns it has."""
+
+    def __init__(self, log_dir: str):
+        super().__init__(log_dir)
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as f:
+                header = f.readline().strip()
+            self.metrics_keys = header.split(",") if header else []
+
+    def _check_log_dir_exists(self) -> None:
+        pass  # Lightning deletes metrics.csv here; MetricsCSVLogger has decided what stays

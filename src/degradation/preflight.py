@@ -1,12 +1,23 @@
-"""Check a command line before Hydra runs it: one line per mistake, nothing written.
+"""Validation: every value of a command line checked before anything runs, nothing written.
+
+    check_command_line(argv)   # each job of a sweep composed and validated; UserError if not
+    validate(cfg)              # one run's config: every field's rule, then the cross-checks
 
 Every value of every swept key is composed with the others at their first value, so
 `-m depth=20,21` fails before the first job starts rather than in the middle of a sweep.
-Dataset files must be readable and `output_root` writable (checked without creating it).
+`validate` walks the schema (`config.RunConfig`) and checks each field's declared rules and
+that every float is finite, then what involves several fields or the machine: the architecture
+(built on the meta device), the trainer arguments Lightning would reject, the logger's
+package. Dataset files must be readable and `output_root` writable (checked without creating
+anything). A mistake is a one-line UserError naming the value and the valid choices.
+
+Over 300 lines: the one home of validation, from Hydra's parse errors to Lightning's arguments.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,10 +25,11 @@ from typing import Any
 from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from degradation.errors import UserError
+from degradation.config import FINITE, RULES, RunConfig, model_kwargs
+from degradation.errors import UserError, first_line
 
 CONFIG_MODULE = "degradation.conf"
 # Hydra's own flags: those that take a value, and those after which nothing is trained.
@@ -75,7 +87,7 @@ def job_variants(overrides: list[str]) -> list[list[str]]:
 
 
 def _first_line(err: BaseException | None) -> str:
-    return str(err).strip().splitlines()[0] if err is not None and str(err).strip() else ""
+    return first_line(err) if err is not None and str(err).strip() else ""
 
 
 def _explain(err: Exception, overrides: list[str], config_name: str) -> str:
@@ -120,7 +132,6 @@ def compose_checked(overrides: list[str], config_name: str = "config") -> DictCo
 
 def check_command_line(argv: list[str]) -> list[DictConfig]:
     """Raises UserError on the first bad value; returns the composed configs it checked."""
-    from degradation.config import validate
     from degradation.data import load_images
 
     overrides, config_name, check = split_command_line(argv)
@@ -140,12 +151,14 @@ def check_command_line(argv: list[str]) -> list[DictConfig]:
         return configs  # only printing the config: no dataset is needed (or downloaded)
     for root in sorted({cfg.output_root for cfg in configs}):
         check_output_root(root)
-    checked_data: set[Any] = set()
+    train_sizes: dict[Any, int] = {}
     for cfg in configs:  # dataset files present and readable, once per dataset
         key = (cfg.data.name, cfg.data.root)
-        if key not in checked_data and cfg.data.name != "synthetic":
-            load_images(cfg.data)
-            checked_data.add(key)
+        if cfg.data.name == "synthetic":
+            continue
+        if key not in train_sizes:
+            train_sizes[key] = len(load_images(cfg.data).train_labels)
+        check_split_sizes(cfg.data, train_sizes[key])
     return configs
 
 
@@ -167,3 +180,145 @@ def check_output_root(root: str) -> None:
             f"output_root={root}: cannot create files in {existing} ({err.strerror}); "
             "choose a folder you can write to"
         ) from None
+
+
+# --- one run's config ---------------------------------------------------------------------------
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raises a one-line UserError for the first value that cannot work (see the module doc)."""
+    _resolve_all(cfg)
+    check_fields(cfg)
+    _check_cross_fields(cfg)
+    check_architecture(cfg)
+    check_logger_available(cfg)
+
+
+def _resolve_all(cfg: DictConfig) -> None:
+    """Every interpolation must resolve (`${...}` naming a missing key or resolver)."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "a value"
+        raise UserError(f"{key}: {_first_line(err)}") from None
+
+
+def check_fields(cfg: DictConfig, node: Any = None, schema: Any = None, prefix: str = "") -> None:
+    """Every field's declared rules (config.checked) and every float's finiteness, walking the
+    schema's dataclasses and the config side by side."""
+    schema = RunConfig() if schema is None else schema
+    node = cfg if node is None else node
+    for f in dataclasses.fields(schema):
+        key, current = f"{prefix}{f.name}", node[f.name]
+        default = getattr(schema, f.name)
+        if dataclasses.is_dataclass(default):
+            check_fields(cfg, current, default, key + ".")
+            continue
+        if current is None:
+            continue
+        rules = (FINITE, *f.metadata.get(RULES, ()))
+        for rule in rules:
+            if not _holds(rule, current):
+                shown = list(current) if isinstance(current, ListConfig) else current
+                raise UserError(f"{key}={shown} is not valid: {rule.text}")
+
+
+def _holds(rule, current: Any) -> bool:
+    try:
+        return bool(rule.holds(current))
+    except (TypeError, ValueError):  # e.g. a string where a number is needed
+        return False
+
+
+def _check_cross_fields(cfg: DictConfig) -> None:
+    data = cfg.data
+    if data.name == "synthetic":
+        if data.root:
+            raise UserError(
+                f"data.root={data.root} is not used by data=synthetic (generated, no files); "
+                "drop it or choose a dataset with files: cifar10, cifar100, fashion_mnist"
+            )
+        check_split_sizes(data, data.synthetic.train_size)
+    if cfg.optim.nesterov and cfg.optim.momentum <= 0:
+        raise UserError(
+            f"optim.nesterov=true needs momentum: optim.momentum={cfg.optim.momentum}; "
+            "set optim.momentum > 0 or optim.nesterov=false"
+        )
+    check_trainer(cfg)
+
+
+def check_split_sizes(data: DictConfig, num_train_images: int) -> None:
+    """The validation split, the training images left and the batch must fit the dataset."""
+    if data.val_size >= num_train_images:
+        raise UserError(
+            f"data.val_size={data.val_size} is not valid: the training split has "
+            f"{num_train_images} images; choose fewer than {num_train_images}"
+        )
+    left = num_train_images - data.val_size
+    if data.train_limit is not None:
+        left = min(left, data.train_limit)
+    if data.batch_size > left:
+        raise UserError(
+            f"data.batch_size={data.batch_size} is larger than the {left} training images "
+            "left after the validation split; choose a smaller batch or more images"
+        )
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """What `lightning.Trainer` would reject (accelerator, devices, strategy, precision,
+    num_nodes), found by building one with the run's arguments (it starts no process), and a
+    batch that does not split over the run's processes."""
+    import logging
+
+    import lightning as L
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from degradation.data import per_device_batch_size
+    from degradation.speed import resolve_speed
+
+    args = {k: cfg.trainer[k] for k in ("accelerator", "devices", "num_nodes", "strategy")}
+    args = {k: OmegaConf.to_object(v) if isinstance(v, ListConfig) else v for k, v in args.items()}
+    args["precision"] = resolve_speed(cfg).precision
+    quiet = logging.getLogger("lightning.pytorch")
+    level, rank = quiet.level, rank_zero_only.rank
+    quiet.setLevel(logging.ERROR)
+    try:
+        trainer = L.Trainer(**args, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    except Exception as err:
+        message = _first_line(err)
+        lower = message.lower()  # name the argument the message is about: `devices=0`, ...
+        named = [k for k in args if f"{k}=" in lower] or [k for k in args if k in lower]
+        key = (named or ["accelerator"])[0]
+        raise UserError(f"trainer.{key}={cfg.trainer[key]}: {message}") from None
+    finally:
+        quiet.setLevel(level)
+        rank_zero_only.rank = rank  # a Trainer under a faked cluster sets the process's rank
+    per_device_batch_size(cfg.data.batch_size, trainer.world_size)
+
+
+def check_architecture(cfg: DictConfig) -> None:
+    """Builds the model on the meta device: every impossible combination fails here, cheaply."""
+    import torch
+
+    from degradation.models import build_model
+
+    try:
+        with torch.device("meta"):
+            build_model(**model_kwargs(cfg, num_classes=10, in_channels=3))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def check_logger_available(cfg: DictConfig) -> None:
+    """`logger=wandb` without wandb installed is a user mistake."""
+    from degradation.choices import value
+    from degradation.loggers import wandb_requested
+
+    if not wandb_requested(cfg) or value(cfg.logger.wandb.mode) == "disabled":
+        return
+    if importlib.util.find_spec("wandb") is None:
+        raise UserError(
+            "logger=wandb: the wandb package is not installed; `pip install wandb`, "
+            "or choose logger=csv (or logger.wandb.mode=disabled)"
+        )

@@ -5,50 +5,94 @@
     python -m degradation.run experiment=demo
 
 Before Hydra starts (and creates any folder), every value of the command line is composed and
-checked; a mistake is reported as one line on stderr with exit code 2. So is a mistake found
-when a single run starts (a corrupted checkpoint); in a sweep it fails that job only. A sweep
-exits with 1 if any job failed.
+checked (preflight.py); a mistake is reported as one line on stderr with exit code 2. So is a
+mistake found when a single run starts (a corrupted checkpoint); in a sweep it fails that job
+only, the other jobs run, and the sweep exits with 1 (hydra_plugins/degradation_sweeper).
+
+This module wires the program together: the config schema, the OmegaConf resolvers and the
+warning filters are registered here, once, by `register()`.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from degradation.config import register_configs
-from degradation.errors import UserError
+from degradation.config import RunConfig
+from degradation.errors import UserError, first_line
 from degradation.preflight import check_command_line
+from degradation.resolvers import register_recipe_resolvers
 
-register_configs()
-OmegaConf.register_new_resolver(
-    "run_dir_name", lambda overrides: overrides or "default", replace=True
-)
+
+def _gpu_resolver(name: str):
+    def resolve(*args):
+        from degradation import distributed  # imports Lightning: only when a launcher asks
+
+        return getattr(distributed, name)(*args)
+
+    return resolve
+
+
+def _run_dir_name(overrides) -> str:
+    from degradation.rundir import run_dir_name
+
+    return run_dir_name(overrides)
+
+
+def register() -> None:
+    """The schema (`schema` in Hydra's ConfigStore), every resolver the configs use, and the
+    warning filters; idempotent."""
+    ConfigStore.instance().store(name="schema", node=RunConfig)
+    register_recipe_resolvers()
+    OmegaConf.register_new_resolver("run_dir_name", _run_dir_name, replace=True)
+    # The launcher configs (conf/hydra/launcher/) size themselves with these.
+    for name in ("visible_gpus", "gpu_job_slots"):
+        OmegaConf.register_new_resolver(name, _gpu_resolver(name), replace=True)
+    # Our hydra/launcher/{joblib,submitit_local}.yaml replace the plugins' configs of the same
+    # name; Hydra still checks them against the plugins' schemas (wanted), with a warning (not).
+    warnings.filterwarnings(
+        "ignore", r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema", UserWarning
+    )
+
+
+register()
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def hydra_entry(cfg: DictConfig) -> str:
+def hydra_entry(cfg: DictConfig) -> dict[str, Any]:
+    """One job: train it; in a sweep, any failure is this job's outcome, not the sweep's."""
     from degradation.train import train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         summary = train(cfg, run_dir)
     except UserError as err:  # found once the run started (e.g. a corrupted checkpoint)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # one failed job: the sweep records it and goes on
+        if sweeping:
+            return {"status": "failed", "error": f"UserError: {err}", "run_dir": str(run_dir)}
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Exception as err:
+        if not sweeping:
+            raise
+        error = f"{type(err).__name__}: {first_line(err)}"  # the traceback is in summary.json
+        return {"status": "failed", "error": error, "run_dir": str(run_dir)}
     final = summary.get("final") or {}
     print(
         f"{summary['name']} s{summary['seed']}: {summary['status']}, "
         f"train error {_fraction(final.get('train_error'))}, "
         f"test error {_fraction(final.get('test_error'))} -> {run_dir}"
     )
-    return summary["status"]
+    error = f"at step {summary.get('diverged_step')}" if summary["status"] == "diverged" else None
+    return {"status": summary["status"], "error": error, "run_dir": str(run_dir)}
 
 
 def _fraction(x: float | None) -> str:
@@ -62,10 +106,6 @@ def main() -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     hydra_entry()
-    from hydra_plugins.degradation_sweeper import OUTCOMES
-
-    if any(o["status"] == "failed" for o in OUTCOMES):
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,34 +1,115 @@
-"""The run folder: what a run leaves behind, written so that a kill never leaves half a file.
+"""The run folder: the one module that names, writes and reads the files a run leaves behind.
 
     RUN_DIR/
-      .hydra/            config.yaml, overrides.yaml, hydra.yaml (written by Hydra)
-      metrics.csv        one row per logged step (Lightning's CSVLogger; a resume continues it)
-      checkpoints/       last.ckpt (resume), best.ckpt (lowest val/error)
-      summary.json       the run's outcome; `status` is completed / diverged / failed
+      .hydra/               config.yaml, overrides.yaml, hydra.yaml (written by Hydra)
+      summary.json          the run's outcome; `status` is completed / diverged / failed
+      metrics.csv           one row per logged step (loggers.MetricsCSVLogger; a resume goes on)
+      grad_norms.csv        gradient norms every `grad_every` steps (callbacks.GradientFlow)
+      layer_responses.json  std of each 3×3 layer's response at the end (He et al. 2015, Fig. 7)
+      checkpoints/          last.ckpt (resume), best.ckpt (lowest val/error)
+      analysis/             landscape.npz, lesion.json and their figures (degradation.analyze)
 
-summary.json and checkpoints are replaced in one rename (`atomic_writer`; checkpoints through
-resume.AtomicCheckpointIO); metrics.csv only grows, and a resumed run cuts it back to the rows
-its checkpoint had seen (resume.MetricsCSVLogger).
+Every JSON and checkpoint file is replaced in one rename (`atomic_writer`), so a kill leaves the
+old file or the new one, never half of one; the CSV files only grow by whole lines, and readers
+drop a torn last line. Everything else in the package (training, resume, the analyses, the
+report, the W&B report) reads and writes these files through the functions here.
+
+A folder's name comes from the job's overrides less the keys that do not define a run
+(`run_dir_name`), and what it computes is identified by `config_hash`: both derive from
+`config.NON_DEFINING_KEYS`, so a rerun finds its folder and checks it under the same rule.
+
+This module is over 300 lines on purpose: it is the single home of the run folder's layout.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import math
 import os
-import platform
 import shutil
-import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from degradation.config import NON_DEFINING_KEYS, RunConfig, is_non_defining
+from degradation.errors import UserError, first_line
+from degradation.resolvers import register_recipe_resolvers
+
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
+GRAD_NORMS = "grad_norms.csv"
+LAYER_RESPONSES = "layer_responses.json"
 CHECKPOINTS = "checkpoints"
+LAST = "last.ckpt"
+BEST = "best"  # best.ckpt, written by Lightning's ModelCheckpoint(filename=BEST)
+CONFIG = Path(".hydra") / "config.yaml"
+# inside a checkpoint: what resume checks ({"config_hash", "metrics_rows"}, LastCheckpoint) and
+# the module's and callbacks' state a resumed run needs
+RESUME_KEY = "resume"
+STATE_KEY = "degradation"
+ANALYSIS = "analysis"
+LANDSCAPE = "landscape.npz"
+LESION = "lesion.json"
+
+# Keys already spelled out by the folder's path (output_root/sweeps/<name>/...) or standing for
+# a set of values (an experiment file): never repeated in the folder's own name.
+PATH_KEYS = ("name", "experiment")
+MAX_NAME_BYTES = 255  # NAME_MAX of ext4, XFS, APFS, NTFS: longer names cannot be created
+NAME_HASH_CHARS = 12
+
+
+# --- names -------------------------------------------------------------------------------------
+
+
+def run_dir_name(overrides: Iterable[str]) -> str:
+    """The run folder's name from a job's overrides (`hydra.overrides.task`).
+
+    The overrides that define the run, sorted and joined with ',' (Hydra's override_dirname
+    rule, so folders of earlier versions are found again), or "default" if none. A name longer
+    than a file system allows becomes a readable prefix plus '-h' and a 12-character hash of
+    the whole name, so the same command still finds the same folder.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    texts = [str(o) for o in overrides]
+    parsed = OverridesParser.create().parse_overrides(texts)
+    lines = sorted(
+        o.input_line
+        for o in parsed
+        if not is_non_defining(o.key_or_group) and o.key_or_group not in PATH_KEYS
+    )
+    name = ",".join(lines) or "default"
+    encoded = name.encode()
+    if len(encoded) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:NAME_HASH_CHARS]
+    keep = MAX_NAME_BYTES - len(digest) - 2
+    prefix = encoded[:keep].decode(errors="ignore").rstrip(",")
+    return f"{prefix}-h{digest}"
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Identifies what a run computes: its resolved config less NON_DEFINING_KEYS."""
+    data = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    for key in NON_DEFINING_KEYS:
+        *parents, leaf = key.split(".")
+        node = data
+        for parent in parents:
+            node = node.get(parent) or {}
+        node.pop(leaf, None)
+    text = OmegaConf.to_yaml(OmegaConf.create(data), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# --- writing -------------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -51,16 +132,8 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers see old or new."""
     with atomic_writer(path) as f:
         f.write(text)
-
-
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
-    """summary.json, strict JSON: NaN and infinities (a diverged run's losses) become null."""
-    path = Path(run_dir) / SUMMARY
-    atomic_write_text(path, strict_json(summary))
-    return path
 
 
 def strict_json(data: Any, indent: int = 2) -> str:
@@ -76,6 +149,76 @@ def finite_or_none(x: Any) -> Any:
     if isinstance(x, list | tuple):
         return [finite_or_none(v) for v in x]
     return x
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Strict JSON (NaN and infinities become null), replaced in one rename."""
+    atomic_write_text(Path(path), strict_json(data))
+    return Path(path)
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    return write_json(Path(run_dir) / SUMMARY, summary)
+
+
+def write_layer_responses(run_dir: Path, record: dict[str, Any]) -> Path:
+    return write_json(Path(run_dir) / LAYER_RESPONSES, record)
+
+
+def analysis_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / ANALYSIS
+
+
+def write_lesion(run_dir: Path, record: dict[str, Any]) -> Path:
+    return write_json(analysis_dir(run_dir) / LESION, record)
+
+
+def write_landscape(run_dir: Path, arrays: dict[str, Any]) -> Path:
+    """analysis/landscape.npz: the arrays (and 0-d scalars) of a loss landscape."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path = analysis_dir(run_dir) / LANDSCAPE
+    with atomic_writer(path, "wb") as f:
+        f.write(buffer.getvalue())
+    return path
+
+
+def append_csv_row(path: Path, header: list[str], row: list[str]) -> None:
+    """One whole line per write, flushed at once (the header first in a new file): a kill
+    leaves at most a torn last line, which `read_csv_rows` drops."""
+    new = not path.is_file() or path.stat().st_size == 0
+    with open(path, "a", newline="") as f:
+        if new:
+            f.write(",".join(header) + "\n")
+        f.write(",".join(row) + "\n")
+
+
+def keep_csv_rows(path: Path, header: list[str], keep) -> None:
+    """Rewrite a CSV file with only the rows `keep(row)` accepts; delete it when its header
+    differs or no row is kept."""
+    rows = read_csv_rows(path)
+    if rows is None:
+        return
+    kept = [r for r in rows[1:] if len(r) == len(header) and keep(r)]
+    if not rows or rows[0] != header or not kept:
+        path.unlink()
+        return
+    atomic_write_text(path, "".join(",".join(r) + "\n" for r in [header, *kept]))
+
+
+def cut_csv_rows(path: Path, keep_rows: int | None) -> int:
+    """Keep the header and the first keep_rows rows of a CSV file (delete it for None);
+    returns the rows kept. One physical line per row (no value holds a newline)."""
+    if keep_rows is None or not path.is_file():
+        path.unlink(missing_ok=True)
+        return 0
+    with open(path, newline="") as f:
+        lines = f.read().splitlines(keepends=True)[: keep_rows + 1]
+    lines = [line for line in lines if line.endswith("\n")]  # a torn last line is dropped
+    atomic_write_text(path, "".join(lines))
+    return max(len(lines) - 1, 0)
 
 
 def clear_run(run_dir: Path) -> None:
@@ -95,58 +238,146 @@ def remove_torn_writes(run_dir: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+# --- reading -------------------------------------------------------------------------------------
+
+
+def find_run_dirs(paths: Iterable[Path], marker: Path | str = SUMMARY) -> list[Path]:
+    """Run folders: each path that holds `marker` (summary.json, or .hydra/config.yaml for the
+    analyses, which need the config), else every folder below it that does; in order, each
+    once. UserError for a path that does not exist or holds no run folder."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise UserError(f"{path}: no such folder; give a run, sweep or output folder")
+        if not path.is_dir():
+            raise UserError(f"{path} is not a folder; give a run, sweep or output folder")
+        if (path / marker).is_file():
+            found.append(path)
+            continue
+        depth = len(Path(marker).parts)
+        below = sorted(p.parents[depth - 1] for p in path.rglob(str(marker)) if p.is_file())
+        if not below:
+            raise UserError(f"{path}: no run folders found (no {marker} anywhere below it)")
+        found += below
+    return list(dict.fromkeys(found))
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or None when it does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / SUMMARY
+    return read_json(Path(run_dir) / SUMMARY)
+
+
+def read_layer_responses(run_dir: Path) -> dict[str, Any] | None:
+    return read_json(Path(run_dir) / LAYER_RESPONSES)
+
+
+def read_lesion(run_dir: Path) -> dict[str, Any] | None:
+    return read_json(analysis_dir(run_dir) / LESION)
+
+
+def read_landscape(run_dir: Path) -> dict[str, Any] | None:
+    """analysis/landscape.npz as {key: array or scalar}, or None without one."""
+    import numpy as np
+
+    path = analysis_dir(run_dir) / LANDSCAPE
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    with np.load(path, allow_pickle=False) as f:
+        return {k: (f[k].item() if f[k].ndim == 0 else f[k]) for k in f.files}
 
 
-def git_state(start: Path | None = None) -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the checkout holding this package, else of the cwd; None outside git."""
-    for where in (Path(__file__).resolve().parent, start or Path.cwd()):
-        try:
-            commit = subprocess.run(
-                ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10
-            )
-            if commit.returncode != 0:
-                continue
-            status = subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=where,
-                capture_output=True,
-                text=True,
-                timeout=10,
-            )
-            return commit.stdout.strip(), bool(status.stdout.strip())
-        except (OSError, subprocess.SubprocessError):
-            continue
-    return None, None
-
-
-PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "omegaconf", "numpy", "matplotlib")
-
-
-def environment() -> dict[str, Any]:
-    """Python and package versions, platform, CPU count and GPU name(s) of this machine."""
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    gpus: list[str] = []
+def read_config(run_dir: Path) -> DictConfig:
+    """The run's `.hydra/config.yaml` on top of the schema; UserError if it cannot be read."""
+    register_recipe_resolvers()
+    path = Path(run_dir) / CONFIG
     try:
-        import torch
+        return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.load(path))
+    except (OmegaConfBaseException, OSError, ValueError) as err:
+        raise UserError(f"{path} cannot be read: {first_line(err)}") from None
 
-        if torch.cuda.is_available():
-            gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except ImportError:
-        pass
-    return {
-        "packages": versions,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "gpus": gpus or ["none"],
-    }
+
+def read_flat_config(run_dir: Path) -> dict[str, Any]:
+    """`.hydra/config.yaml` as it was saved (unresolved), flattened to dotted keys; {} if none."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        return {}
+    return _flatten(OmegaConf.to_container(OmegaConf.load(path), resolve=False))
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, sub in tree.items():
+        flat.update(_flatten(sub, f"{prefix}{key}."))
+    return {k.rstrip("."): v for k, v in flat.items()}
+
+
+def read_csv_rows(path: Path) -> list[list[str]] | None:
+    """A CSV file's whole lines (a torn last line dropped) as rows, or None without a file."""
+    if not Path(path).is_file():
+        return None
+    with open(path, newline="") as f:
+        text = f.read()
+    return list(csv.reader(line for line in text.splitlines(keepends=True) if line.endswith("\n")))
+
+
+def read_metrics(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """metrics.csv as column -> [(step, value)] (sparse rows; a repeated step keeps its last)."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return {}
+    columns: dict[str, dict[int, float]] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            step = row.get("step")
+            if not step:
+                continue
+            for key, text in row.items():
+                if key in ("step", "epoch") or not text:
+                    continue
+                try:
+                    columns.setdefault(key, {})[int(float(step))] = float(text)
+                except ValueError:
+                    continue
+    return {k: sorted(v.items()) for k, v in columns.items()}
+
+
+def read_grad_norms(run_dir: Path) -> tuple[list[int], list[str], list[list[float]]] | None:
+    """(steps, columns, rows of floats) from grad_norms.csv, or None without one."""
+    rows = read_csv_rows(Path(run_dir) / GRAD_NORMS)
+    if not rows:
+        return None
+    header, body = rows[0], [r for r in rows[1:] if len(r) == len(rows[0])]
+    steps = [int(r[0]) for r in body]
+    values = [[float(x) if x else math.nan for x in r[1:]] for r in body]
+    return steps, header[1:], values
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint of this program, loaded on the CPU; UserError naming the file otherwise."""
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise UserError(
+            f"checkpoint {path} is corrupted ({first_line(err)}); "
+            "rerun with resume=false to start this run afresh"
+        ) from None
+    if not isinstance(checkpoint, dict) or not {"state_dict", "global_step"} <= set(checkpoint):
+        raise UserError(
+            f"checkpoint {path} is not a checkpoint of this program; "
+            "rerun with resume=false to start this run afresh"
+        )
+    return checkpoint
+
+
+def model_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The model's state_dict inside a Lightning checkpoint (its `model.` prefix dropped)."""
+    return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}

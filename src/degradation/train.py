@@ -17,62 +17,80 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from degradation.analyze.gradients import GradientFlow
-from degradation.config import config_hash, model_kwargs, validate, value, variant_name
-from degradation.distributed import (
-    cluster_plugins,
-    distributed_trainer_args,
-    end_job_processes,
-    per_device_batch_size,
-)
-from degradation.loggers import build_loggers, finish_wandb
-from degradation.models import build_model, count_flops, count_parameters
-from degradation.module import Classifier
-from degradation.responses import write_layer_responses
-from degradation.resume import (
+from degradation.callbacks import (
     AtomicCheckpointIO,
+    CompileClock,
+    Divergence,
+    FaultInjection,
+    GradientFlow,
     LastCheckpoint,
-    ResumableData,
-    ResumePlan,
-    plan_resume,
-    with_metrics_csv,
+    MetricWindow,
 )
-from degradation.rundir import CHECKPOINTS, environment, git_state, write_summary
-from degradation.speed import CompileClock, Speed, prepare_model, resolve_speed
+from degradation.choices import value
+from degradation.config import model_kwargs, variant_name
+from degradation.data import ImageDataModule, per_device_batch_size
+from degradation.ddp_relaunch import end_job_processes
+from degradation.distributed import cluster_plugins, distributed_trainer_args, is_global_zero
+from degradation.environment import environment, git_state
+from degradation.loggers import build_loggers, finish_wandb
+from degradation.models import build_model, count_flops, count_parameters, layer_responses
+from degradation.module import Classifier
+from degradation.preflight import validate
+from degradation.resume import plan_resume
+from degradation.rundir import (
+    BEST,
+    CHECKPOINTS,
+    config_hash,
+    write_layer_responses,
+    write_summary,
+)
+from degradation.speed import Speed, prepare_model, resolve_speed
 
 
-def _trainer(
-    cfg: DictConfig, run_dir: Path, plan: ResumePlan, run_hash: str, speed: Speed
-) -> tuple[L.Trainer, ModelCheckpoint]:
-    last = LastCheckpoint(run_dir / CHECKPOINTS, every=cfg.checkpoint_every, config_hash=run_hash)
-    best = ModelCheckpoint(
-        dirpath=run_dir / CHECKPOINTS,
-        filename="best",
-        monitor="val/error",
-        mode="min",
-        save_top_k=1,
-        enable_version_counter=False,
-    )
+class _Callbacks:
+    """The run's callbacks (callbacks.py), kept by name for what train() reads back."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, run_hash: str, speed: Speed):
+        self.best = ModelCheckpoint(
+            dirpath=run_dir / CHECKPOINTS,
+            filename=BEST,
+            monitor="val/error",
+            mode="min",
+            save_top_k=1,
+            enable_version_counter=False,
+        )
+        self.last = LastCheckpoint(run_dir / CHECKPOINTS, cfg.checkpoint_every, run_hash)
+        self.window = MetricWindow(cfg.log_every)
+        self.divergence = Divergence(self.window, cfg.diverge_loss)
+        self.faults = FaultInjection(cfg.seed)
+        self.gradients = GradientFlow(run_dir, cfg.grad_every)
+        self.clock = CompileClock(speed)
+
+    def all(self) -> list:
+        # the window before Divergence, which reads it; Lightning runs checkpoints last, and
+        # last.ckpt after best.ckpt, so that it holds best's latest state
+        callbacks = [self.window, self.divergence, self.gradients, self.clock, self.best]
+        callbacks += [self.last]
+        return callbacks + ([self.faults] if self.faults.active else [])
+
+
+def _trainer(cfg: DictConfig, run_dir: Path, callbacks: _Callbacks, keep_rows, speed: Speed):
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_args.update(precision=speed.precision, benchmark=speed.benchmark)
     # DDP that relaunches this job (not the sweep), a GPU per parallel job
     trainer_args = distributed_trainer_args(trainer_args, cfg.jobs_per_gpu)
-    loggers = build_loggers(cfg, run_dir)  # metrics.csv, plus W&B with logger=wandb
-    trainer = L.Trainer(
+    return L.Trainer(
         **trainer_args,
         check_val_every_n_epoch=None,  # validate every val_check_interval *steps*
-        logger=with_metrics_csv(loggers, run_dir, keep_rows=plan.metrics_rows),
-        # last after best: its checkpoint holds best's latest state
-        callbacks=[best, last, GradientFlow(run_dir, cfg.grad_every), CompileClock(speed)],
+        logger=build_loggers(cfg, run_dir, keep_rows),  # metrics.csv, plus W&B with logger=wandb
+        callbacks=callbacks.all(),
         plugins=[AtomicCheckpointIO(), *cluster_plugins()],
-        use_distributed_sampler=False,  # ResumableData's sampler shards by rank itself
+        use_distributed_sampler=False,  # the data module's sampler shards by rank itself
         default_root_dir=run_dir,
         enable_model_summary=False,
     )
-    return trainer, best
 
 
 def _test_error(trainer: L.Trainer, module, dm, ckpt_path=None) -> dict[str, float]:
@@ -110,7 +128,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     summary.update(git_commit=commit, git_dirty=dirty, environment=environment())
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        dm = ResumableData(cfg.data, seed=cfg.seed)
+        dm = ImageDataModule(cfg.data, seed=cfg.seed)
         model = build_model(**model_kwargs(cfg, dm.num_classes, dm.input_shape[0]))
         summary.update(
             block=model.arch["block"],
@@ -122,32 +140,25 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         speed = resolve_speed(cfg)  # `auto` precision, compile, cudnn benchmark for the device
         summary["speed"] = {k: v for k, v in vars(speed).items() if k != "cuda"}
         prepare_model(model, speed)  # channels_last, torch.compile (in place)
-        module = Classifier(
-            model,
-            cfg.optim,
-            cfg.log_every,
-            seed=cfg.seed,
-            diverge_loss=cfg.diverge_loss,
-            fused_sgd=speed.fused_sgd,
-        )
-        trainer, best = _trainer(cfg, run_dir, plan, run_hash, speed)
+        module = Classifier(model, cfg.optim, fused_sgd=speed.fused_sgd)
+        callbacks = _Callbacks(cfg, run_dir, run_hash, speed)
+        trainer = _trainer(cfg, run_dir, callbacks, plan.metrics_rows, speed)
         summary["world_size"] = trainer.world_size
         summary["per_device_batch_size"] = per_device_batch_size(
             cfg.data.batch_size, trainer.world_size
         )
         with warnings.catch_warnings():
-            # Lightning cannot see that our sampler continues mid-epoch (resume.py): it can
+            # Lightning cannot see that our sampler continues mid-epoch (data/sampler.py): it can
             warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended")
             trainer.fit(module, datamodule=dm, ckpt_path=plan.checkpoint)
         # read before best.ckpt is loaded into the module (that restores its counters too)
-        train_metrics = module.last_window or {}
-        diverged_at, warmup_end_step = module.diverged_at, module.warmup_end_step
-        throughput = module.train_images / max(module.train_time_s, 1e-9)
+        window, best = callbacks.window, callbacks.best
+        train_metrics = window.last_window or {}
+        diverged_at, warmup_end_step = callbacks.divergence.diverged_at, module.warmup_end_step
         final_val = trainer.validate(module, datamodule=dm, verbose=False)[0]
         final_test = _test_error(trainer, module, dm)
-        if _is_global_zero():  # Fig. 7, on the final weights (best_test loads best.ckpt)
-            with torch.compiler.set_stance("force_eager"):  # compiled graphs skip new hooks
-                write_layer_responses(run_dir, module.model, dm, step=trainer.global_step)
+        if is_global_zero():  # Fig. 7, on the final weights (best_test loads best.ckpt)
+            _write_layer_responses(run_dir, module.model, dm, trainer.global_step)
         best_test = _test_error(trainer, module, dm, ckpt_path=best.best_model_path or None)
         summary.update(
             status="diverged" if diverged_at is not None else "completed",
@@ -169,18 +180,31 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             },
             diverged_step=diverged_at,
             warmup_end_step=warmup_end_step,
-            throughput_img_s=throughput,
+            throughput_img_s=window.throughput_img_s,
         )
     except Exception as err:
         summary.update(error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
         raise
     finally:
         summary["wall_time_s"] = round(time.time() - started, 3)
-        if _is_global_zero():
+        if is_global_zero():
             write_summary(run_dir, summary)
             finish_wandb(summary)  # no-op without a W&B run
         end_job_processes(failed=summary["status"] == "failed")  # DDP children, process group
     return summary
+
+
+def _write_layer_responses(run_dir: Path, model, dm: ImageDataModule, step: int) -> None:
+    """layer_responses.json (He et al. 2015, Fig. 7) on the final weights. A failure here must
+    not turn a finished training run into a failed one: it is a warning, and the report then
+    lists the run without responses."""
+    try:
+        with torch.compiler.set_stance("force_eager"):  # compiled graphs skip new hooks
+            record = layer_responses(model, dm.validation_images())
+    except Exception as err:  # see the docstring
+        warnings.warn(f"layer responses not measured: {type(err).__name__}: {err}", stacklevel=2)
+        return
+    write_layer_responses(run_dir, {**record, "step": step, "source": "end of training"})
 
 
 def command_line() -> str:
@@ -189,9 +213,3 @@ def command_line() -> str:
     if program.endswith(("degradation/run.py", "degradation/run")):
         program = "python -m degradation.run"
     return " ".join([program, *(shlex.quote(a) for a in sys.argv[1:])])
-
-
-def _is_global_zero() -> bool:
-    if torch.distributed.is_initialized():
-        return torch.distributed.get_rank() == 0
-    return rank_zero_only.rank == 0  # from the environment: a DDP child before it joined

@@ -1,4 +1,4 @@
-"""`python -m degradation.analyze {landscape,lesion} PATH... [options]`.
+"""`python -m degradation.analyze {landscape,lesion,responses} PATH... [options]`.
 
 PATH is a run folder or any folder below which run folders are found (a sweep). Each run gets
 its results in RUN_DIR/analysis/; with several runs, the combined figure (plain and residual
@@ -16,7 +16,10 @@ from pathlib import Path
 
 from degradation.errors import UserError
 
-DESCRIPTION = "Why skips help, measured: loss landscapes and lesion studies of trained runs."
+DESCRIPTION = (
+    "Why skips help, measured: loss landscapes and lesion studies of trained runs, and the "
+    "layer responses (Fig. 7) of runs that predate their measurement."
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +31,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m degradation.analyze", description=DESCRIPTION)
-    commands = parser.add_subparsers(dest="command", metavar="{landscape,lesion}", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="{landscape,lesion,responses}", required=True
+    )
 
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR",
@@ -56,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     lesion = commands.add_parser("lesion", help="test error with each block deleted (Veit et al.)")
     common(lesion)
     lesion.add_argument("--limit", type=int, help="use only the first N test images")
+
+    responses = commands.add_parser(
+        "responses", help="std of each 3x3 layer's response from a checkpoint (Fig. 7)"
+    )
+    common(responses)
     return parser
 
 
@@ -69,9 +79,10 @@ def _combined_dir(run_dirs: list[Path], out: Path | None) -> Path:
 
 
 def _landscape(args, run_dirs: list[Path]) -> None:
-    from degradation.analyze.landscape import check_options, landscape_run, read_landscape
+    from degradation.analyze.landscape import check_options, landscape_run
     from degradation.analyze.plots import plot_landscape_1d, plot_landscape_2d
     from degradation.analyze.trained import load_run
+    from degradation.rundir import read_landscape
 
     check_options(args.steps, args.span, args.subset)
     datas = []
@@ -94,10 +105,10 @@ def _landscape(args, run_dirs: list[Path]) -> None:
 
 
 def _lesion(args, run_dirs: list[Path]) -> None:
-    from degradation.analyze.lesion import LESION, lesion_run
+    from degradation.analyze.lesion import lesion_run
     from degradation.analyze.plots import plot_lesion
     from degradation.analyze.trained import load_run
-    from degradation.rundir import atomic_write_text, strict_json
+    from degradation.rundir import LESION, write_json
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit} is not valid: it must be >= 1")
@@ -117,19 +128,27 @@ def _lesion(args, run_dirs: list[Path]) -> None:
     if len(records) > 1:
         where = _combined_dir(run_dirs, args.out)
         plot_lesion(records, where / "lesion.png")
-        atomic_write_text(where / LESION, strict_json({"runs": records}))
+        write_json(where / LESION, {"runs": records})
         print(f"combined: {where / 'lesion.png'}, {where / LESION}")
+
+
+def _responses(args, run_dirs: list[Path]) -> None:
+    from degradation.analyze.responses import measure_run
+
+    for run_dir in run_dirs:
+        print(f"{measure_run(run_dir, args.checkpoint, args.device)} <- {run_dir}")
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
         args = _parser().parse_args(argv)
-        from degradation.analyze.trained import find_run_dirs
+        from degradation.rundir import CONFIG, find_run_dirs
 
         if args.batch_size < 1:
             raise UserError(f"--batch-size {args.batch_size} is not valid: it must be >= 1")
-        run_dirs = find_run_dirs(args.paths)
-        {"landscape": _landscape, "lesion": _lesion}[args.command](args, run_dirs)
+        run_dirs = find_run_dirs(args.paths, marker=CONFIG)
+        commands = {"landscape": _landscape, "lesion": _lesion, "responses": _responses}
+        commands[args.command](args, run_dirs)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

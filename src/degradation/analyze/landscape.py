@@ -18,7 +18,6 @@ loss_2d[i, j] = L(alphas[i], betas[j]), error_2d), landscape_1d.png and landscap
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from degradation.analyze.trained import TrainedRun, evaluate, normalized
+from degradation.analyze.plots import plot_landscape_1d, plot_landscape_2d
+from degradation.analyze.trained import TrainedRun, evaluate
 from degradation.errors import UserError
-from degradation.rundir import atomic_writer
+from degradation.rundir import write_landscape
 
-LANDSCAPE = "landscape.npz"
 EPS = 1e-10  # as Li et al.'s code: a zero random filter stays zero instead of dividing by 0
 
 
@@ -85,7 +84,7 @@ def training_subset(run: TrainedRun, subset: int, seed: int) -> tuple[torch.Tens
     dm = run.data
     pick = torch.randperm(len(dm.train_idx), generator=torch.Generator().manual_seed(seed))
     idx = dm.train_idx[pick[:subset]]
-    images = normalized(dm, dm.images.train_images[idx]).to(run.device)
+    images = dm.normalized(dm.images.train_images[idx]).to(run.device)
     return images, dm.images.train_labels[idx].to(run.device)
 
 
@@ -147,8 +146,6 @@ def landscape_run(
     progress: bool = True,
 ) -> Path:
     """Measure one run's landscape and write landscape.npz and its PNGs; returns the .npz."""
-    from degradation.analyze.plots import plot_landscape_1d, plot_landscape_2d
-
     check_options(steps, span, subset)
     images, labels = training_subset(run, subset, seed)
     data: dict[str, Any] = loss_landscape(
@@ -164,24 +161,11 @@ def landscape_run(
         span=np.array(span),
         num_images=np.array(len(labels)),
     )
+    path = write_landscape(run.run_dir, data)
     out = run.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez(buffer, **data)
-    with atomic_writer(out / LANDSCAPE, "wb") as f:
-        f.write(buffer.getvalue())
     plot_landscape_1d([data], out / "landscape_1d.png")
     if two_d:
         plot_landscape_2d([data], out / "landscape_2d.png")
     else:
         (out / "landscape_2d.png").unlink(missing_ok=True)  # not of these weights any more
-    return out / LANDSCAPE
-
-
-def read_landscape(run_dir: Path) -> dict[str, Any] | None:
-    """RUN_DIR/analysis/landscape.npz as {key: array or scalar}, or None without one."""
-    path = Path(run_dir) / "analysis" / LANDSCAPE
-    if not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as f:
-        return {k: (f[k].item() if f[k].ndim == 0 else f[k]) for k in f.files}
+    return path

@@ -20,20 +20,17 @@ writes RUN_DIR/analysis/lesion.json ({"baseline": {...}, "blocks": [{"block": "s
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from degradation.analyze.trained import TrainedRun, evaluate, normalized
+from degradation.analyze.plots import plot_lesion
+from degradation.analyze.trained import TrainedRun, evaluate
 from degradation.models import Block, ResNet
 from degradation.models.skips import AddSkip, ConcatSkip, NoSkip
-from degradation.rundir import atomic_write_text, strict_json
-
-LESION = "lesion.json"
+from degradation.rundir import write_lesion
 
 
 def keeps_shape(block: Block) -> bool:
@@ -119,7 +116,7 @@ def held_out_images(run: TrainedRun, limit: int | None = None) -> tuple[torch.Te
     images, labels = run.data.images.test_images, run.data.images.test_labels
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    return normalized(run.data, images).to(run.device), labels.to(run.device)
+    return run.data.normalized(images).to(run.device), labels.to(run.device)
 
 
 def lesion_run(
@@ -127,8 +124,6 @@ def lesion_run(
 ) -> dict[str, Any]:
     """Run the lesion study on one run, write lesion.json and lesion.png; returns the record
     (non-finite numbers as None)."""
-    from degradation.analyze.plots import plot_lesion
-
     images, labels = held_out_images(run, limit)
     record = {
         "run": run.name,
@@ -139,13 +134,6 @@ def lesion_run(
         "num_images": len(labels),
         **lesion_study(run.model, images, labels, batch_size, progress),
     }
-    out = run.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / LESION, strict_json(record))  # a diverged model's NaN: null
-    plot_lesion([record], out / "lesion.png")
+    write_lesion(run.run_dir, record)  # a diverged model's NaN: null
+    plot_lesion([record], run.out_dir / "lesion.png")
     return record
-
-
-def read_lesion(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / "analysis" / LESION
-    return json.loads(path.read_text()) if path.is_file() else None

@@ -14,6 +14,8 @@ analysis/landscape.npz, analysis/lesion.json) it draws, into out_dir,
 
 with captions that state the numbers. One run per variant is shown (its lowest seed). A
 heat map needs two recordings or more, so a run shorter than `grad_every` steps has none.
+
+Over 300 lines: every analysis figure with the caption computed from its data, side by side.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless back
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from degradation.analyze.gradients import RATIO, read_grad_norms  # noqa: E402
-from degradation.analyze.landscape import read_landscape  # noqa: E402
-from degradation.analyze.lesion import read_lesion  # noqa: E402
-from degradation.analyze.trained import read_summary  # noqa: E402
+from degradation.models import GRAD_RATIO as RATIO  # noqa: E402
+from degradation.rundir import (  # noqa: E402
+    read_grad_norms,
+    read_landscape,
+    read_lesion,
+    read_summary,
+)
 
 PREFIX = "analysis_"
 SKIP_ORDER = {"none": 0, "add": 1, "concat": 2}

@@ -1,34 +1,35 @@
 """A finished run, loaded back for analysis: its config, data and trained model.
 
-    find_run_dirs(paths) -> [run folders]       a run folder, or any folder searched below
     load_run(run_dir, checkpoint="last", device="auto") -> TrainedRun
 
 The model is rebuilt from `.hydra/config.yaml` with `build_model(**model_kwargs(...))` and
-loaded from `checkpoints/{last,best}.ckpt` (the Lightning state_dict less its `model.` prefix);
-the data module is the run's own, so images are normalised exactly as in training.
+loaded from `checkpoints/{last,best}.ckpt` (rundir reads both); the data module is the run's
+own, so images are normalised exactly as in training.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
-from degradation.config import RunConfig, model_kwargs, variant_name
+from degradation.config import model_kwargs, variant_name
 from degradation.data import ImageDataModule
+from degradation.distributed import resolve_device
 from degradation.errors import UserError, first_line
 from degradation.models import ResNet, build_model
-from degradation.rundir import CHECKPOINTS, SUMMARY
+from degradation.rundir import (
+    CHECKPOINTS,
+    CONFIG,
+    analysis_dir,
+    model_weights,
+    read_checkpoint,
+    read_config,
+)
 
 CHECKPOINT_CHOICES = ("last", "best")
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
-ANALYSIS = "analysis"  # RUN_DIR/analysis/ holds what the analyses write
-CONFIG = Path(".hydra") / "config.yaml"
 
 
 @dataclass
@@ -48,47 +49,7 @@ class TrainedRun:
 
     @property
     def out_dir(self) -> Path:
-        return self.run_dir / ANALYSIS
-
-
-def resolve_device(device: str) -> torch.device:
-    if device not in DEVICE_CHOICES:
-        raise UserError(f"--device {device!r} is not valid; choose one of: auto, cpu, cuda")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available here; choose auto or cpu")
-    return torch.device(device)
-
-
-def find_run_dirs(paths: list[Path]) -> list[Path]:
-    """Run folders (holding .hydra/config.yaml): each path itself, or every one below it."""
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if not path.exists():
-            raise UserError(f"{path} does not exist; give a run folder or a sweep folder")
-        if (path / CONFIG).is_file():
-            found.append(path)
-            continue
-        below = sorted(p.parent.parent for p in path.rglob(str(CONFIG)))
-        if not below:
-            raise UserError(f"{path} holds no run folder (a folder with {CONFIG})")
-        found += below
-    return list(dict.fromkeys(found))  # in order, each once
-
-
-def read_config(run_dir: Path) -> DictConfig:
-    try:
-        saved = OmegaConf.load(run_dir / CONFIG)
-        return OmegaConf.merge(OmegaConf.structured(RunConfig), saved)
-    except (OmegaConfBaseException, OSError, ValueError) as err:
-        first = first_line(err)
-        raise UserError(f"{run_dir / CONFIG} cannot be read: {first}") from None
-
-
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / SUMMARY
-    return json.loads(path.read_text()) if path.is_file() else None
+        return analysis_dir(self.run_dir)
 
 
 def load_run(run_dir: Path, checkpoint: str = "last", device: str = "auto") -> TrainedRun:
@@ -104,24 +65,18 @@ def load_run(run_dir: Path, checkpoint: str = "last", device: str = "auto") -> T
             f"{run_dir}: no {CHECKPOINTS}/{checkpoint}.ckpt (has the run trained? "
             f"choose --checkpoint one of: {', '.join(CHECKPOINT_CHOICES)})"
         )
+    where = resolve_device(device)
     cfg = read_config(run_dir)
     dm = ImageDataModule(cfg.data)
     model = build_model(**model_kwargs(cfg, dm.num_classes, dm.input_shape[0]))
+    state = read_checkpoint(ckpt_path)
     try:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
-        model.load_state_dict(weights)
-    except Exception as err:  # truncated file, another model's weights
+        model.load_state_dict(model_weights(state))
+    except Exception as err:  # another model's weights
         first = first_line(err)
         raise UserError(f"{ckpt_path} cannot be loaded into {variant_name(cfg)}: {first}") from None
-    where = resolve_device(device)
     model.to(where).eval()
     return TrainedRun(run_dir, cfg, model, dm, ckpt_path, state.get("global_step"), where)
-
-
-def normalized(dm: ImageDataModule, images: torch.Tensor) -> torch.Tensor:
-    """uint8 images as the model saw them in training, without augmentation."""
-    return dm.normalize(images.float())
 
 
 @torch.no_grad()

@@ -12,9 +12,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from degradation.config import DataConfig, value
+from degradation.choices import value
+from degradation.config import DataConfig
 from degradation.data.augment import Normalizer, random_crop_flip
 from degradation.data.loaders import DeviceBatches, PerSampleImages, framework_transform
+from degradation.data.sampler import AUGMENT_STREAM, ORDER_STREAM, ResumableSampler, derive_seed
 from degradation.data.sources import SOURCES, ImageSet, load_source
 from degradation.errors import UserError
 
@@ -41,12 +43,27 @@ def split_train_val(n: int, val_size: int, split_seed: int) -> tuple[torch.Tenso
     return order[val_size:].sort().values, order[:val_size].sort().values
 
 
-class ImageDataModule(L.LightningDataModule):
-    seed = 0  # seed of the training order on the GPU-resident path (set by ResumableData)
+def per_device_batch_size(batch_size: int, world_size: int) -> int:
+    """The global batch split evenly over the processes; UserError if it does not split."""
+    if batch_size % world_size:
+        raise UserError(
+            f"data.batch_size={batch_size} does not split over {world_size} processes; "
+            f"choose a multiple of {world_size}"
+        )
+    return batch_size // world_size
 
-    def __init__(self, cfg: DataConfig):
+
+class ImageDataModule(L.LightningDataModule):
+    """The run's images as a LightningDataModule, with all its randomness a function of
+    (seed, position): the training order comes from a `ResumableSampler` and the augmentation
+    of step s (run after the transfer to the device) draws from the global RNGs seeded with
+    (seed, s, rank). Use it with `Trainer(use_distributed_sampler=False)`: the sampler shards
+    by rank itself."""
+
+    def __init__(self, cfg: DataConfig, seed: int = 0):
         super().__init__()
         self.cfg = cfg
+        self.seed = seed
         self.images = load_images(cfg)
         train_idx, val_idx = split_train_val(
             len(self.images.train_labels), cfg.val_size, cfg.split_seed
@@ -69,56 +86,60 @@ class ImageDataModule(L.LightningDataModule):
     def num_train(self) -> int:
         return len(self.train_idx)
 
-    def per_device_batch_size(self) -> int:
-        world = self.trainer.world_size if self.trainer is not None else 1
-        if self.cfg.batch_size % world:
-            raise UserError(
-                f"data.batch_size={self.cfg.batch_size} does not split over {world} processes"
-            )
-        return self.cfg.batch_size // world
+    def normalized(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images as the model sees them in training, without augmentation."""
+        return self.normalize(images.float())
+
+    def validation_images(self, max_images: int = 512) -> torch.Tensor:
+        """The first `max_images` of the fixed validation split, normalised, on the CPU: the
+        same images for every run of a sweep (Fig. 7's layer responses are measured on them)."""
+        return self.normalized(self.images.train_images[self.val_idx[:max_images]])
 
     def _subset(self, images, labels, idx=None) -> TensorDataset:
         if idx is not None:
             images, labels = images[idx], labels[idx]
         return TensorDataset(images, labels)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
         ds = self._subset(self.images.train_images, self.images.train_labels, self.train_idx)
-        batch = self.per_device_batch_size()
+        trainer = self.trainer
+        world = trainer.world_size if trainer is not None else 1
+        batch = per_device_batch_size(self.cfg.batch_size, world)
         if batch > len(ds):
             raise UserError(
                 f"data.batch_size={self.cfg.batch_size} is larger than the "
                 f"{len(ds)} training images"
             )
+        sampler = ResumableSampler(
+            len(ds),
+            batch,
+            self.seed,
+            position=lambda: trainer.global_step if trainer is not None else 0,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=world,
+        )
         if value(self.cfg.loader) == "tensor" and self._device().type == "cuda":
-            return self._resident_batches(ds, batch)
+            return DeviceBatches(*ds.tensors, sampler, self._device())
         if value(self.cfg.loader) == "torchvision":
             aug = self.cfg.augment
             pad, flip = self.cfg.pad if aug else 0, self.cfg.flip and aug
             transform = framework_transform(self.input_shape[1:], pad, flip, self.normalize)
             ds = PerSampleImages(*ds.tensors, transform)
+        workers = self.cfg.num_workers
         return DataLoader(
             ds,
             batch_size=batch,
-            shuffle=True,
+            sampler=sampler,
             drop_last=True,
-            num_workers=self.cfg.num_workers,
-            persistent_workers=self.cfg.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            # workers' seeds come from here, not from the global RNGs reseeded every step
+            generator=torch.Generator().manual_seed(derive_seed(ORDER_STREAM, self.seed, -1)),
         )
 
     def _device(self) -> torch.device:
         trainer = self.trainer
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-
-    def _resident_batches(self, ds: TensorDataset, batch: int) -> DeviceBatches:
-        from degradation.resume import ResumableSampler  # resume.py imports this package
-
-        trainer = self.trainer  # shards by rank itself: Trainer(use_distributed_sampler=False)
-        sampler = ResumableSampler(
-            len(ds), batch, self.seed, lambda: trainer.global_step,
-            rank=trainer.global_rank, world_size=trainer.world_size,
-        )  # fmt: skip
-        return DeviceBatches(*ds.tensors, sampler, self._device())
 
     def _eval_loader(self, ds: TensorDataset) -> DataLoader:
         return DataLoader(ds, batch_size=self.cfg.eval_batch_size, num_workers=self.cfg.num_workers)
@@ -131,12 +152,18 @@ class ImageDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader(self._subset(self.images.test_images, self.images.test_labels))
 
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        if self.trainer is not None and self.trainer.training:
+            step, rank = self.trainer.global_step, self.trainer.global_rank
+            torch.manual_seed(derive_seed(AUGMENT_STREAM, self.seed, step, rank))
+        return batch
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
         if training and value(self.cfg.loader) == "torchvision":
             return images, labels  # augmented and normalised image by image in the workers
         images = images.float()
-        if self.trainer is not None and self.trainer.training and self.cfg.augment:
+        if training and self.cfg.augment:
             images = random_crop_flip(images, self.cfg.pad, self.cfg.flip)
         return self.normalize(images), labels

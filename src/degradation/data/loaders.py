@@ -12,15 +12,13 @@ Both produce the augmentation distribution of `augment.random_crop_flip` (tested
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-if TYPE_CHECKING:  # resume.py imports the data package
-    from degradation.resume import ResumableSampler
+from degradation.data.sampler import ResumableSampler
 
 
 class DeviceBatches:

@@ -3,6 +3,9 @@
 No transforms and no DataLoaders here; this module only finds the files, checks them and
 returns N×C×H×W uint8 images with int64 labels. torchvision and scikit-learn are imported
 inside the functions that need them, so importing this module stays cheap.
+
+Over 300 lines: one reader per dataset (CIFAR through torchvision, Fashion-MNIST's idx files,
+scikit-learn's digits), each with the checks that turn a damaged file into one clear line.
 """
 
 from __future__ import annotations

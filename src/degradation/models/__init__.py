@@ -9,17 +9,29 @@ build_model(depth=56, skip="add", shortcut="zero_pad", num_classes=10, in_channe
 count_parameters(model) -> int
 count_flops(model, input_shape=(3, 32, 32)) -> int      forward FLOPs per image
 conv3x3_bn_layers(model) -> list[(name, BatchNorm2d)]   BNs after 3x3 convs (Fig. 7)
+layer_responses(model, images) -> {"layers", "std", ...}  std of each 3x3 layer's response
+gradient_norms(model) -> {layer: norm}                  gradient norm of every conv layer
 pack_models(models) -> PackedNet     K nets of one shape fused into one step (packed.py)
 member_loss(logits, labels)          a packed step's loss: each member's gradient is its own
 
 Valid choices: SKIPS, SHORTCUTS, BLOCKS, FAMILIES. Modules: shortcuts.py (options A/B/C),
 skips.py (none/add/concat merges), blocks.py (basic/bottleneck, post- or pre-activation),
-resnet.py (the net and build_model), measure.py (counting and layer lookup), packed.py
+resnet.py (the net and build_model), measure.py (counting, layer lookup, responses and
+gradient norms), packed.py
 (several members stepped together).
 """
 
 from .blocks import BLOCKS, BasicBlock, Block, Bottleneck
-from .measure import conv3x3_bn_layers, count_flops, count_parameters
+from .measure import (
+    GRAD_RATIO,
+    GradLayout,
+    conv3x3_bn_layers,
+    count_flops,
+    count_parameters,
+    gradient_norms,
+    layer_response_std,
+    layer_responses,
+)
 from .packed import PackedNet, member_loss, pack_models
 from .resnet import FAMILIES, ResNet, build_model
 from .shortcuts import SHORTCUTS, ProjectionShortcut, ZeroPadShortcut, make_shortcut
@@ -27,6 +39,8 @@ from .skips import SKIPS, AddSkip, ConcatSkip, NoSkip, make_skip
 
 __all__ = [
     "BLOCKS",
+    "GRAD_RATIO",
+    "GradLayout",
     "FAMILIES",
     "SHORTCUTS",
     "SKIPS",
@@ -44,6 +58,9 @@ __all__ = [
     "conv3x3_bn_layers",
     "count_flops",
     "count_parameters",
+    "gradient_norms",
+    "layer_response_std",
+    "layer_responses",
     "make_shortcut",
     "make_skip",
     "member_loss",

@@ -1,8 +1,8 @@
 """Several nets of one shape stepped as one: `pack_models` fuses K members channel-wise.
 
 Small CIFAR nets leave a GPU idle at batch 128: the step is bound by kernel launches, not
-arithmetic (docs/brief.md §5). Packing K members into one module keeps the launch count of one
-net while each kernel does K nets' work:
+arithmetic (H100 figures in docs/benchmarks.md). Packing K members into one module keeps the
+launch count of one net while each kernel does K nets' work:
 
     conv  Cin -> Cout        becomes  conv K·Cin -> K·Cout with groups = K (member k: group k)
     BatchNorm(C)             becomes  BatchNorm(K·C): per channel, so per member, exactly

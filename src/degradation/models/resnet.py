@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from degradation.choices import check_choice
 from degradation.errors import UserError
 
-from ._choices import check_choice
 from .blocks import BLOCK_TYPES, BLOCKS, Block, conv3x3
 from .shortcuts import SHORTCUTS
 from .skips import SKIPS

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._choices import check_choice
+from degradation.choices import check_choice
 
 SHORTCUTS = ("zero_pad", "projection", "all_projection")
 

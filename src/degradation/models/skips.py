@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._choices import check_choice
+from degradation.choices import check_choice
+
 from .shortcuts import make_shortcut
 
 SKIPS = ("none", "add", "concat")

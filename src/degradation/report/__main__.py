@@ -13,7 +13,7 @@ from pathlib import Path
 
 from degradation.errors import UserError
 
-WANDB_MODULE = "degradation.wandb_report"
+WANDB_MODULE = "degradation.report.wandb"
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """Published CIFAR-10 test errors (%) to compare against: the paper and three reproductions.
 
 The one place these numbers live (sources: He et al. 2015, arXiv:1512.03385, Table 6 and
-Fig. 6; the repositories named below, as summarised in docs/brief.md §2). Keys are our variant
+Fig. 6; the repositories named below, each with its own link). Keys are our variant
 names (`plain-D`, `resnet-D`: option A shortcuts, basic blocks, as in the paper).
 """
 

@@ -12,9 +12,9 @@ import json
 from collections import Counter
 from typing import Any
 
+from degradation.environment import environment
 from degradation.report.document import Block, Bullets, Heading, Paragraph, Table
 from degradation.report.runs import Run
-from degradation.rundir import environment
 
 
 def provenance(runs: list[Run]) -> dict[str, Any]:

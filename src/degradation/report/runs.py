@@ -13,18 +13,20 @@ keys, e.g. `plain-20 [trainer.max_steps=10]`.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from degradation.errors import UserError
-from degradation.responses import LAYER_RESPONSES
-from degradation.rundir import METRICS, SUMMARY
+from degradation.rundir import (
+    SUMMARY,
+    find_run_dirs,
+    read_flat_config,
+    read_layer_responses,
+    read_metrics,
+    read_summary,
+)
 
 # Config keys that change what a run measures; everything else (paths, logging, launcher,
 # devices, architecture, which the variant name already says, seed) is left out.
@@ -148,61 +150,17 @@ def _number(x: Any) -> float | None:
 
 def find_runs(root: Path) -> list[Run]:
     """Every run folder below root (root itself included), sorted by path; UserError if none."""
-    root = Path(root)
-    if not root.exists():
-        raise UserError(f"{root}: no such folder; give a run, sweep or output folder")
-    if not root.is_dir():
-        raise UserError(f"{root} is not a folder; give a run, sweep or output folder")
-    paths = sorted(p.parent for p in root.rglob(SUMMARY) if p.is_file())
-    if not paths:
-        raise UserError(f"{root}: no run folders found (no {SUMMARY} anywhere below it)")
-    return [load_run(p) for p in paths]
+    return [load_run(p) for p in sorted(find_run_dirs([Path(root)], marker=SUMMARY))]
 
 
 def load_run(path: Path) -> Run:
     try:
-        summary = json.loads((path / SUMMARY).read_text())
+        summary = read_summary(path)
     except (OSError, ValueError) as err:
         raise UserError(f"{path / SUMMARY}: not readable as JSON ({err})") from None
-    responses_path = path / LAYER_RESPONSES
-    responses = json.loads(responses_path.read_text()) if responses_path.is_file() else None
-    return Run(path, summary, read_config(path), read_metrics(path / METRICS), responses)
-
-
-def read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
-        return {}
-    return _flatten(OmegaConf.to_container(OmegaConf.load(path), resolve=False))
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    flat: dict[str, Any] = {}
-    for key, sub in tree.items():
-        flat.update(_flatten(sub, f"{prefix}{key}."))
-    return {k.rstrip("."): v for k, v in flat.items()}
-
-
-def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
-    """metrics.csv as column -> [(step, value)] (sparse rows; a repeated step keeps its last)."""
-    if not path.is_file():
-        return {}
-    columns: dict[str, dict[int, float]] = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            step = row.get("step")
-            if not step:
-                continue
-            for key, text in row.items():
-                if key in ("step", "epoch") or not text:
-                    continue
-                try:
-                    columns.setdefault(key, {})[int(float(step))] = float(text)
-                except ValueError:
-                    continue
-    return {k: sorted(v.items()) for k, v in columns.items()}
+    return Run(
+        path, summary, read_flat_config(path), read_metrics(path), read_layer_responses(path)
+    )
 
 
 def recipe_of(run: Run) -> dict[str, Any]:

@@ -1,28 +1,26 @@
 """The sweeper of `python -m degradation.run -m`: Hydra's basic sweeper, plus two rules.
 
 - A plain net has no shortcut, so `skip=none` jobs that differ only in `shortcut` are the
-  same model: the first trains, the others are skipped with a message.
-- One failed job does not stop the sweep: every job runs, a table of outcomes is printed at
-  the end (the error of a failed job, the step of a diverged one), and `degradation.run`
-  exits non-zero if any job failed.
+  same model: the first trains, the others are skipped with a message (`split_arguments`).
+- One failed job does not stop the sweep: each job catches its own failure and returns it as
+  its outcome (`degradation.run.hydra_entry`), so every job runs; at the end a table of
+  outcomes is printed (the error of a failed job, the step of a diverged one) and, if any job
+  failed, `SweepFailed` ends the program with one line and exit code 1.
+
+The basic sweeper is subclassed, not copied: it lives in Hydra's `_internal` package, and only
+its documented override points (`split_arguments`, `sweep`) are used.
 """
 
 # No `from __future__ import annotations`: Hydra executes plugin modules outside
 # sys.modules, where dataclasses cannot resolve string annotations.
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import OmegaConf
-
-# Filled by the sweep, read by degradation.run after Hydra returns (same process).
-OUTCOMES: list[dict[str, Any]] = []
+from hydra.core.utils import JobReturn
+from hydra.errors import CompactHydraException
 
 
 @dataclass
@@ -71,47 +69,26 @@ class DegradationSweeper(BasicSweeper):
         return [jobs[i : i + max_batch_size] for i in range(0, len(jobs), max_batch_size)]
 
     def sweep(self, arguments: list[str]) -> Any:
-        # BasicSweeper.sweep, except that a failed job is recorded instead of raised
-        OUTCOMES.clear()
-        params = self._parse_config() + list(arguments)
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        self.overrides = self.split_arguments(parser.parse_overrides(params), self.max_batch_size)
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        returns, first_index = [], 0
-        while not self.is_done():
-            batch = self.get_job_batch()
-            self.validate_batch_is_legal(batch)
-            results = self.launcher.launch(batch, initial_job_idx=first_index)
-            OUTCOMES.extend(
-                _outcome(job, result) for job, result in zip(batch, results, strict=True)
-            )
-            first_index += len(batch)
-            returns.append(results)
-        print(outcome_table(OUTCOMES))
+        returns = super().sweep(arguments)
+        outcomes = [
+            job_outcome(job, result)
+            for batch, results in zip(self.overrides, returns, strict=True)
+            for job, result in zip(batch, results, strict=True)
+        ]
+        print(outcome_table(outcomes))
+        failed = sum(o["status"] == "failed" for o in outcomes)
+        if failed:
+            raise SweepFailed(f"error: {failed} of {len(outcomes)} jobs failed (see the table)")
         return returns
 
 
-def _outcome(job: Sequence[str], result: JobReturn) -> dict[str, Any]:
-    if result.status == JobStatus.COMPLETED:
-        status, error = str(result.return_value), None
-    else:
-        err = result._return_value
-        status, error = "failed", f"{type(err).__name__}: {err}".splitlines()[0]
-    run_dir = None
-    if result.hydra_cfg is not None:
-        run_dir = result.hydra_cfg.hydra.runtime.output_dir
-    if status == "diverged" and run_dir is not None:
-        error = f"at step {_summary(run_dir).get('diverged_step')}"
-    return {"job": " ".join(job), "status": status, "error": error, "run_dir": run_dir}
+class SweepFailed(CompactHydraException):
+    """Printed by Hydra as its one-line message, with exit code 1."""
 
 
-def _summary(run_dir: str) -> dict[str, Any]:
-    try:
-        return json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
+def job_outcome(job: Sequence[str], result: JobReturn) -> dict[str, Any]:
+    """{"job", "status", "error", "run_dir"}: what the job returned (degradation.run)."""
+    return {"job": " ".join(job), "error": None, "run_dir": None, **result.return_value}
 
 
 def outcome_table(outcomes: list[dict[str, Any]]) -> str:

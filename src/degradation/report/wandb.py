@@ -14,19 +14,16 @@ curve: its error (final model and best-validation checkpoint) is in the run tabl
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from degradation.config import value
+from degradation.choices import value
 from degradation.errors import UserError, first_line
 from degradation.loggers import STEP_METRIC, variant_group, wandb_requested
-from degradation.rundir import SUMMARY, atomic_write_text, strict_json
+from degradation.rundir import CONFIG, SUMMARY, find_run_dirs, read_config, read_summary, write_json
 
 NET_KINDS = {  # skip -> (section title, runset name)
     "none": ("Plain nets (Fig. 1, Fig. 6 left)", "plain"),
@@ -60,23 +57,19 @@ class SweepRun:
 
 def collect_runs(runs_root: Path) -> list[SweepRun]:
     """Every run below runs_root that was logged to W&B: plain, residual, concat; by depth."""
-    if not runs_root.is_dir():
-        raise UserError(f"{runs_root}: no such folder (expected a sweep or runs folder)")
     runs, not_logged = [], 0
     kind_order = list(NET_KINDS)
-    for summary_path in sorted(runs_root.rglob(SUMMARY)):
-        run_dir = summary_path.parent
-        config_path = run_dir / ".hydra" / "config.yaml"
-        if not config_path.is_file():
+    for run_dir in find_run_dirs([runs_root], marker=SUMMARY):
+        if not (run_dir / CONFIG).is_file():
             continue  # not a run folder of ours
-        cfg = OmegaConf.load(config_path)
+        cfg = read_config(run_dir)
         if not wandb_requested(cfg) or value(cfg.logger.wandb.mode) == "disabled":
             not_logged += 1
             continue
         runs.append(
             SweepRun(
                 run_dir=run_dir,
-                summary=json.loads(summary_path.read_text()),
+                summary=read_summary(run_dir),
                 group=variant_group(cfg),
                 skip=str(value(cfg.skip)),
             )
@@ -241,7 +234,7 @@ def build_report(
         for block in spec["spec"]["blocks"]:
             for runset in block.get("metadata", {}).get("runSets", []):
                 runset["project"] = {"name": project, "entityName": entity}
-        atomic_write_text(Path(dry_run_path), strict_json(spec))
+        write_json(Path(dry_run_path), spec)
         return spec
     try:
         report.save()

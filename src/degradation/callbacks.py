@@ -1,0 +1,426 @@
+"""The Lightning callbacks of a run, and the checkpoint writer they save through.
+
+    MetricWindow     training loss and error over windows of `log_every` steps; lr every step
+    Divergence       stops a run whose window loss is NaN/inf or above `diverge_loss`
+    LastCheckpoint   checkpoints/last.ckpt every `checkpoint_every` steps and at the end
+    GradientFlow     grad_norms.csv: gradient norm of every conv layer every `grad_every` steps
+    CompileClock     reports torch.compile's first step; marks CUDA-graph step boundaries
+    FaultInjection   test hooks: a failure or a NaN at a chosen step (environment variables)
+    AtomicCheckpointIO  Lightning's checkpoint writer, atomic (a plugin, not a callback)
+
+Lightning's own callbacks are used where one does the job exactly (`ModelCheckpoint` writes
+best.ckpt); ours exist where the semantics differ, each saying how in its docstring. Every
+piece of state a resumed run needs is saved in the checkpoint under `rundir.STATE_KEY`.
+
+Order matters and is fixed by train.py: MetricWindow before Divergence (which reads the window
+it closed); Lightning runs checkpoint callbacks (LastCheckpoint, ModelCheckpoint) after all
+others, so a checkpoint taken at the end of a step already holds that step's metrics row.
+
+This module is over 300 lines because it is the one home of the run's callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import nn
+
+from degradation.loggers import MetricsCSVLogger
+from degradation.models import GradLayout, gradient_norms
+from degradation.rundir import (
+    GRAD_NORMS,
+    LAST,
+    RESUME_KEY,
+    STATE_KEY,
+    append_csv_row,
+    atomic_writer,
+    keep_csv_rows,
+)
+
+
+def _state(checkpoint: dict) -> dict:
+    """This program's part of a checkpoint (shared by the module and the callbacks)."""
+    return checkpoint.setdefault(STATE_KEY, {})
+
+
+# --- writing checkpoints --------------------------------------------------------------------
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, except that a kill mid-write leaves the old file intact."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        with atomic_writer(Path(path), "wb") as f:
+            torch.save(checkpoint, f)
+
+
+class LastCheckpoint(Checkpoint):
+    """checkpoints/last.ckpt every `every` training steps and when training ends, for a rerun to
+    resume from. Lightning's ModelCheckpoint(save_last=True) saves at its own monitor's times
+    and knows nothing of metrics.csv; this one saves on a step count, at a point Lightning
+    resumes from cleanly, and records how many metrics.csv rows the checkpoint has seen.
+
+    A periodic write happens at the end of the step, or after the step's validation when one
+    follows (Lightning does not repeat a validation that a checkpoint precedes); the final one
+    when training ends (after the last validation). Before writing, the loggers are flushed.
+    """
+
+    def __init__(self, dirpath: Path, every: int, config_hash: str):
+        self.path = Path(dirpath) / LAST
+        self.every, self.config_hash = every, config_hash
+        self._due = False  # a write waits for the validation that follows this step
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+        if self._due:  # the awaited validation did not come (no validation data): write now
+            self._save(trainer)
+        final = 0 < trainer.max_steps <= trainer.global_step
+        if trainer.global_step % self.every or final:
+            return
+        if _validation_follows(trainer):
+            self._due = True
+        else:
+            self._save(trainer)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._due and not trainer.sanity_checking:
+            self._save(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._save(trainer)
+
+    def _save(self, trainer: Trainer) -> None:
+        self._due = False
+        for logger in trainer.loggers:
+            logger.save()
+        trainer.save_checkpoint(self.path)
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module, checkpoint: dict) -> None:
+        rows = [lg.rows_written for lg in trainer.loggers if isinstance(lg, MetricsCSVLogger)]
+        checkpoint[RESUME_KEY] = {
+            "config_hash": self.config_hash,
+            "metrics_rows": rows[0] if rows else None,
+        }
+
+
+def _validation_follows(trainer: Trainer) -> bool:
+    """Whether Lightning validates right after the current training step (step-based
+    validation, `check_val_every_n_epoch=None`, as train.py configures the Trainer)."""
+    if not trainer.enable_validation:
+        return False
+    every = trainer.val_check_batch
+    step = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+    return trainer.should_stop or (isinstance(every, int) and step % every == 0)
+
+
+# --- training metrics -----------------------------------------------------------------------
+
+
+class MetricWindow(Callback):
+    """Training loss and error summed on the device and read back once per `log_every` steps
+    (one host sync per window), and the learning rate logged every step, as one metrics row per
+    step written straight to the loggers (Lightning's `self.log` would repeat stale values on
+    every row). The module's `training_step` returns {"loss", "window"}, `window` being the
+    step's (loss · members, errors, images) on the device.
+
+    When a window closes, `closed` holds its metrics for this step, and the module's
+    `on_train_window_end(metrics)` hook is called if it has one (Classifier ends its warm-up
+    there). Time in validation is not training time; `train_time_s` and `train_images` give
+    the throughput. The last window of a run is closed when fitting ends (after the final
+    checkpoint, which keeps it open): a tail of fewer than log_every / 2 steps is folded into
+    the window before it, and `last_window` holds the run's final training metrics.
+    """
+
+    def __init__(self, log_every: int, show_progress: bool = True):
+        self.log_every, self.show_progress = log_every, show_progress
+        self.window: torch.Tensor | None = None
+        self.window_steps = 0
+        self.last_window: dict[str, float] | None = None
+        self.closed: dict[str, float] | None = None
+        self.train_time_s = 0.0  # time in training steps only (validation excluded)
+        self.train_images = 0
+        self._window_start: float | None = None
+        self._val_started = 0.0
+        self._open_step: int | None = None  # checkpoints of version 0.1 could hold one
+
+    @property
+    def throughput_img_s(self) -> float:
+        return self.train_images / max(self.train_time_s, 1e-9)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._catch_up(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self._window_start is None:
+            self._window_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        step_window = outputs["window"]
+        if self.window is None:
+            self.window = torch.zeros(3, dtype=torch.float32, device=step_window.device)
+        elif self.window.device != step_window.device:  # restored from a checkpoint on the CPU
+            self.window = self.window.to(step_window.device)
+        self.window += step_window
+        self.window_steps += 1
+        self._end_step(trainer, pl_module, trainer.global_step - 1)
+
+    def _end_step(self, trainer, pl_module, step: int, show_progress: bool = True) -> None:
+        row = {"lr": trainer.optimizers[0].param_groups[0]["lr"]}
+        self.closed = None
+        if self.window_steps >= self.log_every:
+            row.update(self._flush(trainer, pl_module))
+            if show_progress and self.show_progress:
+                shown = {k: row[k] for k in ("train/loss", "train/error")}
+                pl_module.log_dict(shown, prog_bar=True, logger=False)
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(row, step=step)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # after the final checkpoint; also for a run resumed from its final checkpoint, which
+        # trains nothing (no on_train_start/end)
+        self._catch_up(trainer, pl_module)
+        self.closed = None
+        if self.window_steps:
+            self._flush(trainer, pl_module, final=True)
+
+    def _catch_up(self, trainer, pl_module) -> None:
+        """End the step a version-0.1 checkpoint was taken in (log its row, close its window)."""
+        if self._open_step is not None:
+            step, self._open_step = self._open_step, None
+            self._end_step(trainer, pl_module, step, show_progress=False)
+
+    def _flush(self, trainer, pl_module, final: bool = False) -> dict[str, float]:
+        totals = self.window.to(pl_module.device)
+        if trainer.world_size > 1:
+            totals = trainer.strategy.reduce(totals.clone(), reduce_op="sum")
+        loss_sum, err_sum, count = totals.tolist()  # the one host sync per window
+        now = time.perf_counter()
+        if self._window_start is not None:  # None: a resumed run catching up
+            self.train_time_s += now - self._window_start
+        self._window_start = now
+        self.train_images += int(count)
+        metrics = {"train/loss": loss_sum / count, "train/error": err_sum / count}
+        short_tail = final and self.last_window and self.window_steps < self.log_every // 2
+        if short_tail:  # too few steps to stand alone: fold into the previous window
+            prev = self.last_window
+            n = prev["count"] + count
+            metrics = {
+                "train/loss": (prev["train/loss"] * prev["count"] + loss_sum) / n,
+                "train/error": (prev["train/error"] * prev["count"] + err_sum) / n,
+            }
+            count = n
+        self.last_window = {**metrics, "count": count}
+        self.window.zero_()
+        self.window_steps = 0
+        self.closed = metrics
+        hook = getattr(pl_module, "on_train_window_end", None)
+        if hook is not None:
+            hook(metrics)
+        return {**metrics, "throughput_img_s": self.throughput_img_s}
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._val_started = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._window_start is not None:  # validation time is not training time
+            self._window_start += time.perf_counter() - self._val_started
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        _state(checkpoint).update(
+            window=self.window.tolist() if self.window is not None else [0.0, 0.0, 0.0],
+            window_steps=self.window_steps,
+            last_window=self.last_window,
+            train_time_s=self.train_time_s,
+            train_images=self.train_images,
+        )
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        state = checkpoint.get(STATE_KEY, {})
+        if "window" in state:
+            self.window = torch.tensor(state["window"], dtype=torch.float32)
+        self.window_steps = state.get("window_steps", 0)
+        self.last_window = state.get("last_window")
+        self.train_time_s = state.get("train_time_s", 0.0)
+        self.train_images = state.get("train_images", 0)
+        self._open_step = state.get("open_step")
+
+
+class Divergence(Callback):
+    """Stops the run when a closed window's mean training loss is NaN/inf or above
+    `max_loss`; `diverged_at` is the step. (Lightning's EarlyStopping(check_finite=True)
+    watches a logged monitor at validation or epoch ends; this watches every training window.)
+    """
+
+    def __init__(self, window: MetricWindow, max_loss: float):
+        self.window, self.max_loss = window, max_loss
+        self.diverged_at: int | None = None
+
+    def _check(self, trainer: Trainer) -> None:
+        metrics = self.window.closed
+        if metrics is None:
+            return
+        loss = metrics["train/loss"]
+        if not math.isfinite(loss) or loss > self.max_loss:
+            self.diverged_at = trainer.global_step
+            trainer.should_stop = True
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        self._check(trainer)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._check(trainer)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        _state(checkpoint)["diverged_at"] = self.diverged_at
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        self.diverged_at = checkpoint.get(STATE_KEY, {}).get("diverged_at")
+
+
+# --- gradient flow --------------------------------------------------------------------------
+
+
+class GradientFlow(Callback):
+    """Gradient norms every `every` optimizer steps (0 = never), at the point where the
+    gradients are ready (after AMP unscaling, before clipping and the update), on global rank
+    0 only (DDP has already averaged them): `models.gradient_norms` — every conv layer's weight
+    gradient, every stage, the first/last main-path conv ratio.
+
+    Each recording is one row of RUN_DIR/grad_norms.csv (header `step,<columns>`); a resumed
+    run first drops the rows of the steps it trains again. The same numbers go to the loggers
+    with a `grad/` prefix: all to W&B (any non-CSV logger), only the stages and the ratio to
+    metrics.csv, to keep it narrow.
+    """
+
+    PREFIX = "grad/"
+
+    def __init__(self, run_dir: Path, every: int):
+        self.path = Path(run_dir) / GRAD_NORMS
+        self.every = every
+        self._layout: GradLayout | None = None
+
+    @staticmethod
+    def _model(pl_module: LightningModule) -> nn.Module:
+        return getattr(pl_module, "model", pl_module)
+
+    def _header(self) -> list[str]:
+        return ["step", *self._layout.columns]
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        self._layout = GradLayout(self._model(pl_module))
+        step = trainer.global_step  # a resumed run trains steps >= step again
+        if self.path.is_file():  # also with every=0: no stale rows
+            keep_csv_rows(self.path, self._header(), lambda row: int(row[0]) < step)
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer):
+        step = trainer.global_step
+        if self.every <= 0 or step % self.every or not trainer.is_global_zero:
+            return
+        if self._layout is None:
+            self._layout = GradLayout(self._model(pl_module))
+        norms = gradient_norms(self._model(pl_module), self._layout)
+        append_csv_row(self.path, self._header(), [str(step), *(repr(v) for v in norms.values())])
+        narrow = {k: v for k, v in norms.items() if k in self._layout.stages_and_ratio}
+        for logger in trainer.loggers:
+            chosen = narrow if isinstance(logger, CSVLogger) else norms
+            logger.log_metrics({self.PREFIX + k: v for k, v in chosen.items()}, step=step)
+
+
+# --- speed ------------------------------------------------------------------------------------
+
+
+class CompileClock(Callback):
+    """With torch.compile: prints the first training step's time (compilation included), and
+    with CUDA graphs marks where each step begins, so that no step reads a replayed graph's
+    outputs after the next replay has overwritten them."""
+
+    def __init__(self, speed):
+        self.speed = speed
+        self._started: float | None = None
+        self._reported = False
+        self._cudagraphs = speed.compile in ("reduce-overhead", "max-autotune") and speed.cuda
+
+    def _mark_step(self) -> None:
+        if self._cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self._started is None:
+            self._started = time.perf_counter()
+        self._mark_step()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self._reported or self.speed.compile == "none":
+            return
+        self._reported = True
+        if self.speed.cuda:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - self._started
+        print(f"torch.compile(mode={self.speed.compile}): first step {seconds:.1f} s (compiling)")
+
+    def on_validation_batch_start(self, *args) -> None:
+        self._mark_step()
+
+    def on_test_batch_start(self, *args) -> None:
+        self._mark_step()
+
+
+# --- test hooks -------------------------------------------------------------------------------
+
+FAIL_AT_STEP = "DEGRADATION_FAIL_AT_STEP"
+NAN_AT_STEP = "DEGRADATION_NAN_AT_STEP"
+
+
+def injected_step(variable: str, seed: int) -> int | None:
+    """The step a test hook (`S` or `S:seed=N`) names for a run with this seed, else None."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return None
+    step, _, only = text.partition(":")
+    if only and only.strip() != f"seed={seed}":
+        return None
+    return int(step)
+
+
+class FaultInjection(Callback):
+    """Test hooks for the failure-isolation tests (never set them otherwise):
+    `DEGRADATION_FAIL_AT_STEP=S` raises a RuntimeError in the forward pass of training step S,
+    `DEGRADATION_NAN_AT_STEP=S` feeds that forward pass NaN inputs, so its loss is NaN;
+    `S:seed=N` limits either to the run with seed N (e.g. one job of a sweep). The fault comes
+    from a one-shot forward pre-hook on the model (an eager model: compiled graphs skip hooks
+    added later)."""
+
+    def __init__(self, seed: int):
+        self.fail_at = injected_step(FAIL_AT_STEP, seed)
+        self.nan_at = injected_step(NAN_AT_STEP, seed)
+
+    @property
+    def active(self) -> bool:
+        return self.fail_at is not None or self.nan_at is not None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        step = trainer.global_step
+        if step not in (self.fail_at, self.nan_at):
+            return
+        model = getattr(pl_module, "model", pl_module)
+
+        def fault(module, args):
+            handle.remove()
+            if step == self.fail_at:
+                raise RuntimeError(f"injected failure at step {step} ({FAIL_AT_STEP})")
+            return (args[0] * math.nan, *args[1:])
+
+        handle = model.register_forward_pre_hook(fault)
