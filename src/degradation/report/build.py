@@ -93,6 +93,9 @@ def _blocks(root, runs, numbers, paper_rows, verdicts, figure_list, prov, out) -
     ]
     for v in verdicts:
         blocks += [Heading(v["study"], 3), Bullets(v["lines"])]
+    comparisons = tables.comparisons_table(verdicts)
+    if comparisons is not None:
+        blocks.append(comparisons)
     blocks += [Heading("Results"), tables.variants_table(numbers)]
     legend = recipe_legend(runs)
     if legend:

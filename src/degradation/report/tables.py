@@ -1,5 +1,5 @@
-"""The report's tables: per variant (seeds aggregated), against the published CIFAR-10 numbers,
-the runs left out of the means, and every run folder.
+"""The report's tables: per variant (seeds aggregated), the verdict's comparisons, against the
+published CIFAR-10 numbers, the runs left out of the means, and every run folder.
 
 Each table comes twice: as raw numbers (fractions, for report.json and tests) and as a
 `document.Table` (errors in %, mean ± sample std).
@@ -14,7 +14,7 @@ from typing import Any
 from degradation.report.document import Table
 from degradation.report.paper import PAPER, PAPER_DATASET, SOURCES
 from degradation.report.runs import Run, Variant
-from degradation.report.stats import Stat, describe, percent
+from degradation.report.stats import Stat, describe, p_text, percent
 
 ERROR_COLUMNS = {
     "final_test_error": ("Final test error %", lambda r: r.final("test_error")),
@@ -100,6 +100,56 @@ def variants_table(numbers: list[dict]) -> Table:
     columns += ["Params", "FLOPs", "Steps", "Wall time (s)", "Throughput (img/s)"]
     columns += ["Not in means"]
     return Table(columns, rows, caption="Results per variant", notes=notes)
+
+
+def _signed(x: float | None) -> str:
+    return "—" if x is None else f"{x:+.2f}"
+
+
+def comparisons_table(verdicts: list[dict]) -> Table | None:
+    """One row per comparison the verdict makes (in report.json: verdict[].comparisons)."""
+    rows = []
+    for verdict in verdicts:
+        for c in verdict["comparisons"]:
+            ci = (
+                "—"
+                if c["ci_low_pp"] is None
+                else f"{c['ci_low_pp']:+.2f} to {c['ci_high_pp']:+.2f}"
+            )
+            lost = "; ".join(f"{r['variant']}: {r['losses']}" for r in c["runs"] if r["losses"])
+            rows.append(
+                [
+                    verdict["study"],
+                    c["claim"],
+                    _signed(c["difference_pp"]),
+                    ci,
+                    p_text(c["p_one_sided"]),
+                    f"{c['n_first']}, {c['n_second']}",
+                    c["evidence"],
+                    lost or "—",
+                ]
+            )
+    if not rows:
+        return None
+    alpha = verdicts[0]["alpha"]
+    notes = [
+        "Claims on the mean final training error over each variant's seeds that trained. "
+        "Difference = first − second variant of the claim, in percentage points; 95 % CI "
+        "two-sided, Welch–Satterthwaite. p: one-sided Welch t-test in the claim's direction "
+        f"(Welch 1947; scipy.stats.ttest_ind, equal_var=False); alpha = {alpha}.",
+        f"Evidence: established = n ≥ {verdicts[0]['min_seeds']} seeds a side and p < {alpha}; "
+        "suggestive = n ≥ 2 a side, fewer on one; single seed = one run on a side (no CI or "
+        "test); qualitative = one side failed to train (every seed diverged), so no test; "
+        "otherwise not established, with the reason.",
+        "A claim 'A − B below x pp' asks whether the skip net's change with depth is below the "
+        "plain nets' (x: the lower end of their CI, or their difference where it has none).",
+        "Diverged and failed runs are not in the test; the last column lists them. Where the "
+        "claimed-lower side lost seeds to divergence, the test saw only survivors and is not "
+        "counted.",
+    ]
+    columns = ["Study", "Claim", "Difference (pp)", "95 % CI (pp)", "One-sided p", "n"]
+    columns += ["Evidence", "Runs not in the test"]
+    return Table(columns, rows, caption="Comparisons", notes=notes)
 
 
 def paper_numbers(numbers: list[dict]) -> list[dict]:
