@@ -21,13 +21,14 @@ cd "$(dirname "$0")/../.." || exit 2
 
 DEVICE=${DEVICE:-cuda}
 PY=${PYTHON:-python3}
-BUDGET_S=${BUDGET_S:-380}
+BUDGET_S=${BUDGET_S:-390}
 RESULTS=${RESULTS:-experiments/gpu/results}
 DATA_ROOT=${DATA_ROOT:-.gpu-data/fashion-mnist}
 OUT=${OUT:-experiments/gpu/out}
 ALL_PHASES=(tests demo fig6 bench bench_share)
 PACK_RESERVE_S=15  # kept free at the end for packing
 MIN_PHASE_S=20  # a phase with less time than this left is skipped, not started
+STAGE1_TIMEOUT_S=200  # tests, demo and fig6, which run at once: the stage lasts the longest
 
 mkdir -p "$OUT" "$RESULTS"/{logs,bench,runs} || exit 2
 OUT=$(cd "$OUT" && pwd) RESULTS=$(cd "$RESULTS" && pwd)
@@ -72,7 +73,10 @@ run_phase() {
   fi
   local t0 rc; t0=$(date +%s)
   say "[$(date -u +%T)] $name: started (timeout ${limit} s)"
-  timeout --kill-after=15 "$limit" "$@" >"$RESULTS/logs/$name.log" 2>&1
+  timeout --kill-after=15 "$limit" "$@" >"$RESULTS/logs/$name.log" 2>&1 &
+  local pid=$!
+  echo "$pid" >>"$RESULTS/.phase_pids"  # its process group, for stop_call
+  wait "$pid"
   rc=$?
   printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$(($(date +%s) - t0))" "$limit" >>"$RESULTS/phases.tsv"
   say "[$(date -u +%T)] $name: exit $rc after $(($(date +%s) - t0)) s"
@@ -101,17 +105,17 @@ print("cuda available:", torch.cuda.is_available())' 2>&1
 }
 
 phase_tests() {  # the tests named *cuda* in the files that have them (skipped without CUDA)
-  run_phase tests 150 "$PY" -m pytest -q -p no:cacheprovider -k cuda \
+  run_phase tests "$STAGE1_TIMEOUT_S" "$PY" -m pytest -q -p no:cacheprovider -k cuda \
     tests/test_speed_options.py tests/test_packed.py tests/test_bench.py
 }
 
 phase_demo() {  # the demo twice, at once: the default fast path, and eager fp32
   local common=(experiment=demo hydra/launcher=joblib "trainer.accelerator=$DEVICE"
     trainer.enable_progress_bar=false "${demo_smoke[@]}" "${demo_args[@]}")
-  run_phase demo_fast 150 "$PY" -m degradation.run "${common[@]}" \
+  run_phase demo_fast "$STAGE1_TIMEOUT_S" "$PY" -m degradation.run "${common[@]}" \
     "output_root=$RESULTS/runs/demo_fast" &
   local fast=$!
-  run_phase demo_eager 150 "$PY" -m degradation.run "${common[@]}" \
+  run_phase demo_eager "$STAGE1_TIMEOUT_S" "$PY" -m degradation.run "${common[@]}" \
     "output_root=$RESULTS/runs/demo_eager" compile=none trainer.precision=32-true \
     channels_last=false fused_sgd=false
   local eager=$?
@@ -125,10 +129,10 @@ phase_fig6() {  # Fig. 6 on Fashion-MNIST: one sweep sharing the GPU (experiment
     steps=("trainer.max_steps=$s" "optim.milestones=[$((s / 2)),$((s * 3 / 4))]"
       "trainer.val_check_interval=$((s / 6 > 0 ? s / 6 : 1))")
   fi
-  run_phase fig6 "${FIG6_TIMEOUT_S:-200}" "$PY" -m degradation.run \
-    experiment=fashion_mnist_fig6_gpu hydra/launcher=joblib "trainer.accelerator=$DEVICE" trainer.enable_progress_bar=false \
-    "data.root=$DATA_ROOT" "output_root=$RESULTS/runs/fig6" "${steps[@]}" \
-    "${fig6_smoke[@]}" "${fig6_args[@]}"
+  run_phase fig6 "${FIG6_TIMEOUT_S:-$STAGE1_TIMEOUT_S}" "$PY" -m degradation.run \
+    experiment=fashion_mnist_fig6_gpu hydra/launcher=joblib "trainer.accelerator=$DEVICE" \
+    trainer.enable_progress_bar=false "data.root=$DATA_ROOT" "output_root=$RESULTS/runs/fig6" \
+    "${steps[@]}" "${fig6_smoke[@]}" "${fig6_args[@]}"
 }
 
 phase_bench() {  # common recipe vs the framework, one run per depth; alone on the device
@@ -152,11 +156,21 @@ phase_bench_share() {  # ResNet-56 by 4 processes sharing the GPU, and by 4 fuse
 # RESULTS' small files (no checkpoints, nothing over 4 MiB) as $OUT/results.tar.gz, whose
 # top folder is results/; replaced in one rename, so a call cut short keeps the last pack.
 pack_results() {
+  local tmp="$OUT/.results.$BASHPID.tmp"
   cp "$RESULTS/phases.tsv" "$OUT/phases.tsv" 2>/dev/null
   (cd "$RESULTS" && find . -type f ! -path '*/checkpoints/*' ! -name '*.ckpt' \
     ! -path '*/wandb/*' -size -4M -print0 |
-    tar --null -T - --transform 's,^\./,results/,' -czf "$OUT/.results.tar.gz.tmp") &&
-    mv "$OUT/.results.tar.gz.tmp" "$OUT/results.tar.gz"
+    tar --null -T - --transform 's,^\./,results/,' -czf "$tmp") && mv "$tmp" "$OUT/results.tar.gz"
+}
+
+# The call itself stopped (TERM, INT): end every phase's process group, keep what was made.
+stop_call() {
+  trap - TERM INT
+  say "stopped from outside after $(($(date +%s) - started)) s: ending the phases"
+  local pid
+  while read -r pid; do kill -TERM -- "-$pid" 2>/dev/null; done <"$RESULTS/.phase_pids"
+  pack_results
+  exit 143
 }
 
 main() {
@@ -169,6 +183,8 @@ main() {
     fi
   done
   printf '# call %s: %s\n' "$(date -u +%FT%TZ)" "${phases[*]}" >>"$RESULTS/phases.tsv"
+  : >"$RESULTS/.phase_pids"
+  trap stop_call TERM INT
   phase_machine "${phases[@]}" || { pack_results; exit 1; }
   local sampler=
   if command -v nvidia-smi >/dev/null && [[ $DEVICE == cuda ]]; then
@@ -176,7 +192,10 @@ main() {
       >>"$RESULTS/gpu_usage.csv" 2>&1 &
     sampler=$!
   fi
-  local pids=()
+  local pids=() packer
+  # the first stage is long: pack as it goes; a TERM waits for a pack under way to end
+  (trap 'exit 0' TERM; while true; do sleep 30 & wait $!; pack_results; done) &
+  packer=$!
   for p in tests demo fig6; do  # the first stage: at once
     [[ " ${phases[*]} " == *" $p "* ]] || continue
     # a dozen processes compile at once here: fewer compile workers (processes) each
@@ -184,6 +203,7 @@ main() {
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || status=1; done
+  kill "$packer" && wait "$packer" 2>/dev/null
   pack_results
   for p in bench bench_share; do  # then alone, one after the other
     [[ " ${phases[*]} " == *" $p "* ]] || continue
