@@ -2,9 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# gpu-site: any pip will do, e.g. PIP="python3 -m pip" where the venv has none
+PIP ?= $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint format bench gpu-site clean
+.PHONY: install demo test test-fast lint format bench gpu-site gpu-data gpu-prep clean
 
 install: $(STAMP)
 
@@ -35,12 +37,34 @@ format: install
 bench: install  ## throughput: the common recipe vs the framework's step (docs/benchmarks.md)
 	$(PY) -m degradation.bench --json outputs/bench.json
 
-# What a GPU machine with torch and Lightning lacks, for experiments/gpu_bench/run.sh: pure
-# Python, so one folder serves any Python 3 there (it travels as an ignored, carried path).
+# What the lent GPU machine (torch, torchvision, Lightning, joblib, PyYAML; no Hydra) lacks for
+# experiments/gpu/run.sh, at the versions pinned in requirements/constraints.txt. All pure
+# Python (checked: no compiled file), so one folder serves the Python 3.12 there; it travels
+# as an ignored, carried path and goes on PYTHONPATH.
+GPU_SITE_PACKAGES := hydra-core omegaconf antlr4-python3-runtime hydra-joblib-launcher
+# Fashion-MNIST's four idx files (Debian's dataset-fashion-mnist), carried the same way.
+FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+FASHION_MNIST_FILES := train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz \
+	t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz
+# what one `run` call carries at most, working tree included (experiments/gpu/README.md)
+CARRY_LIMIT_MB := 64
+
 gpu-site: install
 	rm -rf .gpu-site
-	$(PY) -m pip install --quiet --no-deps --target .gpu-site -c requirements/constraints.txt \
-		hydra-core omegaconf antlr4-python3-runtime
+	$(PIP) install --quiet --no-deps --target .gpu-site -c requirements/constraints.txt \
+		$(GPU_SITE_PACKAGES)
+	@! find .gpu-site -name '*.so' -o -name '*.pyd' | grep . || \
+		{ echo "error: .gpu-site holds compiled files; it must be pure Python" >&2; exit 1; }
+
+gpu-data:
+	mkdir -p .gpu-data/fashion-mnist
+	cp -p $(addprefix $(FASHION_MNIST_DIR)/,$(FASHION_MNIST_FILES)) .gpu-data/fashion-mnist/
+
+gpu-prep: gpu-site gpu-data  ## everything experiments/gpu/run.sh carries; checks the size
+	@tree=$$(git ls-files --cached --others --exclude-standard); \
+		total=$$(du -sc --apparent-size --block-size=1M .gpu-site .gpu-data $$tree | tail -1 | cut -f1); \
+		echo "working tree + .gpu-site + .gpu-data: $$total MiB"; \
+		test $$total -lt $(CARRY_LIMIT_MB) || { echo "error: over $(CARRY_LIMIT_MB) MiB" >&2; exit 1; }
 
 clean:
 	rm -rf outputs multirun build dist src/*.egg-info .pytest_cache .ruff_cache test-artifacts
