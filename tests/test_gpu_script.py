@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from test_sources import write_fake_fashion_mnist
 
-from degradation.config import register_configs
+from degradation.run import register as register_configs
 from hydra_plugins.degradation_sweeper import DegradationSweeper
 
 SCRIPT = REPO / "experiments" / "gpu" / "run.sh"
