@@ -360,7 +360,7 @@ def test_count_flops_resnet56_and_restores_modes():
     model = build_model(56, "add", "zero_pad")
     model.stages[0].eval()  # a mixed state must survive the measurement
     flops = count_flops(model)
-    assert flops == pytest.approx(251e6, rel=0.05)  # 250,971,392 by FlopCounterMode (docs/recipe.md)
+    assert flops == pytest.approx(251e6, rel=0.05)  # 250,971,392 (FlopCounterMode; docs/recipe.md)
     assert model.training and not model.stages[0].training and model.stages[1].training
 
 
