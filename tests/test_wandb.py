@@ -268,7 +268,9 @@ def test_jobs_in_one_process_are_separate_runs_and_restore_the_environment(
 ):
     """Hydra multirun runs jobs in one process: nothing of job 1 may reach job 2."""
     import wandb
-    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+    from lightning.pytorch.loggers import WandbLogger
+
+    from degradation.loggers import MetricsCSVLogger as CSVLogger  # metrics.csv's writer
 
     no_wandb_login(monkeypatch, tmp_path / "home")
     monkeypatch.setenv("WANDB_MODE", "offline")  # as a user might; must survive unchanged
@@ -306,7 +308,7 @@ def test_online_start_that_fails_falls_back_to_offline_quickly(
 
 
 def test_only_global_rank_zero_makes_a_wandb_run(compose_cfg, tmp_path, monkeypatch):
-    from lightning.pytorch.loggers import CSVLogger
+    from degradation.loggers import MetricsCSVLogger as CSVLogger  # metrics.csv's writer
 
     no_wandb_login(monkeypatch, tmp_path / "home")
     monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP child process
