@@ -15,10 +15,12 @@ member_loss(logits, labels)          a packed step's loss: each member's gradien
 Valid choices: SKIPS, SHORTCUTS, BLOCKS, FAMILIES. Modules: shortcuts.py (options A/B/C),
 skips.py (none/add/concat merges), blocks.py (basic/bottleneck, post- or pre-activation),
 resnet.py (the net and build_model), measure.py (counting and layer lookup), packed.py
-(several members stepped together).
+(several members stepped together), keras.py (family='keras': a Keras tutorial's
+"ResNet-50 for CIFAR-10", depth 50, and its plain twin).
 """
 
 from .blocks import BLOCKS, BasicBlock, Block, Bottleneck
+from .keras import KerasResNet50
 from .measure import conv3x3_bn_layers, count_flops, count_parameters
 from .packed import PackedNet, member_loss, pack_models
 from .resnet import FAMILIES, ResNet, build_model
@@ -35,6 +37,7 @@ __all__ = [
     "Block",
     "Bottleneck",
     "ConcatSkip",
+    "KerasResNet50",
     "NoSkip",
     "PackedNet",
     "ProjectionShortcut",

@@ -20,7 +20,7 @@ from .blocks import BLOCK_TYPES, BLOCKS, Block, conv3x3
 from .shortcuts import SHORTCUTS
 from .skips import SKIPS
 
-FAMILIES = ("cifar", "imagenet")
+FAMILIES = ("cifar", "imagenet", "keras")  # keras: models/keras.py
 
 # Base widths of the stages before the width multiplier (planes; a bottleneck expands x4).
 STAGE_PLANES = {"cifar": (16, 32, 64), "imagenet": (64, 128, 256, 512)}
@@ -200,12 +200,15 @@ def build_model(
 
     Choices may be strings or `str` Enum members. `block=None` picks the family's natural
     block. With skip='none' the shortcut does not apply and is ignored (a given name must
-    still be a valid one). Raises `UserError` (a ValueError) with a one-line message.
+    still be a valid one). family='keras' (models/keras.py) takes depth 50 only and, with
+    skip='add', shortcut='all_projection' only. Raises `UserError` (a ValueError) with a
+    one-line message.
     """
     family = check_choice("family", family, FAMILIES)
     block = None if block is None else check_choice("block", block, BLOCKS)
     depth = _positive_int("depth", depth)
-    block, stage_blocks = _resolve_depth(family, depth, block)
+    if family != "keras":  # its one depth is checked with its other settings below
+        block, stage_blocks = _resolve_depth(family, depth, block)
     skip = check_choice("skip", skip, SKIPS)
     if skip == "none":
         if shortcut is not None:
@@ -222,6 +225,20 @@ def build_model(
     num_classes = _positive_int("num_classes", num_classes)
     in_channels = _positive_int("in_channels", in_channels)
     preact, zero_init_residual = bool(preact), bool(zero_init_residual)
+    if family == "keras":
+        from .keras import build_keras  # imports this module: ResNet is its base class
+
+        return build_keras(
+            depth,
+            block,
+            skip,
+            shortcut,
+            num_classes,
+            in_channels,
+            width,
+            preact,
+            zero_init_residual,
+        )
     if zero_init_residual and skip == "none":
         raise UserError(
             "zero_init_residual=True with skip='none' is not valid: a plain net would "
