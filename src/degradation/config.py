@@ -14,7 +14,7 @@ from enum import Enum
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import II, DictConfig, OmegaConf
 
 from degradation.errors import UserError
 
@@ -34,6 +34,7 @@ class Shortcut(str, Enum):
 class Family(str, Enum):
     cifar = "cifar"
     imagenet = "imagenet"
+    keras = "keras"  # a Keras tutorial's "ResNet-50 for CIFAR-10" (models/keras.py)
 
 
 class Block(str, Enum):
@@ -171,7 +172,8 @@ class RunConfig:
     # architecture
     depth: int = 20
     skip: Skip = Skip.add
-    shortcut: Shortcut = Shortcut.zero_pad
+    # null-free default that follows the family: zero_pad, but all_projection for keras
+    shortcut: Shortcut = II("family_shortcut:${family}")
     family: Family = Family.cifar
     block: Optional[Block] = None  # null: basic for cifar, by depth for imagenet
     width: int = 1
@@ -215,6 +217,16 @@ def warmup_lr_from_depth(depth: int, min_depth: int, lr: float) -> Optional[floa
 
 # Registered on import so that every reader of a saved config (.hydra/config.yaml) resolves it.
 OmegaConf.register_new_resolver("warmup_lr_from_depth", warmup_lr_from_depth, replace=True)
+
+
+def family_shortcut(family: Any) -> str:
+    """`shortcut`'s default: a keras net has a projection on every block and nothing else;
+    the paper's nets default to option A. Resolved, a cifar run's config (and its
+    config_hash) is what it was before keras existed."""
+    return "all_projection" if value(family) == "keras" else "zero_pad"
+
+
+OmegaConf.register_new_resolver("family_shortcut", family_shortcut, replace=True)
 
 
 def _gpu_resolver(name: str):
@@ -324,10 +336,16 @@ def model_kwargs(cfg: DictConfig, num_classes: int, in_channels: int) -> dict:
 
 
 def variant_name(cfg: DictConfig) -> str:
-    """Human label of the architecture, seed left out: 'plain-56', 'resnet-56 projection'."""
+    """Human label of the architecture, seed left out: 'plain-56', 'resnet-56 projection'.
+
+    A keras net is 'resnet-50 keras' / 'plain-50 keras' (its block and shortcut are implied):
+    the word after the depth keeps it out of the paper nets' series in reports and W&B.
+    """
     skip = value(cfg.skip)
     family = {"none": "plain", "add": "resnet", "concat": "concatnet"}[skip]
     label = f"{family}-{cfg.depth}"
+    if value(cfg.family) == "keras":
+        return f"{label} keras"
     if value(cfg.block) == "bottleneck":
         label += " bottleneck"
     if cfg.preact:
