@@ -20,6 +20,11 @@ CASES = [
     (["trainer.max_steps=0"], ["trainer.max_steps=0", "positive"]),
     # issue 8: every kind of mistake, {tmp} being an empty folder holding `empty/` and `a_file`
     (["block=foo"], ["block=foo", "basic", "bottleneck"]),
+    (["family=keras", "depth=56"], ["depth=56 is not valid for a keras net; choose depth=50"]),
+    (
+        ["family=keras", "depth=50", "shortcut=zero_pad"],
+        ["shortcut='zero_pad' is not valid for a keras net", "choose shortcut='all_projection'"],
+    ),
     (["trainer.bogus=1"], ["trainer.bogus=1", "unknown key 'bogus'", "max_steps"]),
     (["resume=maybe"], ["resume=maybe", "true or false"]),
     (["trainer.max_steps=ten"], ["trainer.max_steps=ten", "Integer"]),

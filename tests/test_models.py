@@ -260,7 +260,7 @@ def test_choices_and_arch_record():
     assert SKIPS == ("none", "add", "concat")
     assert SHORTCUTS == ("zero_pad", "projection", "all_projection")
     assert BLOCKS == ("basic", "bottleneck")
-    assert FAMILIES == ("cifar", "imagenet")
+    assert FAMILIES == ("cifar", "imagenet", "keras")
     assert build_model(20, "add", "projection").arch == {
         "family": "cifar",
         "depth": 20,

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, List, Optional
 
+from omegaconf import II
+
 from degradation.choices import value
 from degradation.errors import UserError
 
@@ -41,6 +43,7 @@ class Shortcut(str, Enum):
 class Family(str, Enum):
     cifar = "cifar"
     imagenet = "imagenet"
+    keras = "keras"  # a Keras tutorial's "ResNet-50 for CIFAR-10" (models/keras.py)
 
 
 class Block(str, Enum):
@@ -227,7 +230,8 @@ class RunConfig:
     # architecture
     depth: int = checked(20, POSITIVE)
     skip: Skip = Skip.add
-    shortcut: Shortcut = Shortcut.zero_pad
+    # follows the family (resolvers.family_shortcut): zero_pad, but all_projection for keras
+    shortcut: Shortcut = II("family_shortcut:${family}")
     family: Family = Family.cifar
     block: Optional[Block] = None  # null: basic for cifar, by depth for imagenet
     width: int = checked(1, POSITIVE)
@@ -307,10 +311,16 @@ def model_kwargs(cfg: Any, num_classes: int, in_channels: int) -> dict:
 
 
 def variant_name(cfg: Any) -> str:
-    """Human label of the architecture, seed left out: 'plain-56', 'resnet-56 projection'."""
+    """Human label of the architecture, seed left out: 'plain-56', 'resnet-56 projection'.
+
+    A keras net is 'resnet-50 keras' / 'plain-50 keras' (its block and shortcut are implied):
+    the word after the depth keeps it out of the paper nets' series in reports and W&B.
+    """
     skip = value(cfg.skip)
     family = {"none": "plain", "add": "resnet", "concat": "concatnet"}[skip]
     label = f"{family}-{cfg.depth}"
+    if value(cfg.family) == "keras":
+        return f"{label} keras"
     if value(cfg.block) == "bottleneck":
         label += " bottleneck"
     if cfg.preact:

@@ -1,9 +1,12 @@
-"""The OmegaConf resolvers a run's saved config uses, so that every reader can resolve it.
+"""The OmegaConf resolvers a run's config uses, so that every reader can resolve it.
+
+The package registers them when it is imported (`degradation/__init__.py`): the schema's own
+default for `shortcut` is one (`${family_shortcut:${family}}`), and a saved config may use
+`${warmup_lr_from_depth:...}`.
 
 `${warmup_lr_from_depth:${depth},110,0.01}` (conf/experiment/paper_cifar10.yaml): the paper warms
 up ResNet-110 alone, and a Hydra sweep cannot set a value for one depth only. `degradation.run`
-registers these with the launch-time resolvers (folder names, GPU slots); `rundir.read_config`
-registers them before it reads a saved `.hydra/config.yaml`.
+adds the launch-time resolvers (folder names, GPU slots).
 """
 
 from __future__ import annotations
@@ -16,7 +19,18 @@ def warmup_lr_from_depth(depth: int, min_depth: int, lr: float) -> float | None:
     return lr if depth >= min_depth else None
 
 
-RECIPE_RESOLVERS = {"warmup_lr_from_depth": warmup_lr_from_depth}
+def family_shortcut(family) -> str:
+    """`shortcut`'s default: a keras net (models/keras.py) has a projection on every block
+    and nothing else; the paper's nets default to option A. Resolved, a cifar run's config
+    (and its config_hash) is what it was before keras existed."""
+    family = getattr(family, "value", family)
+    return "all_projection" if family == "keras" else "zero_pad"
+
+
+RECIPE_RESOLVERS = {
+    "warmup_lr_from_depth": warmup_lr_from_depth,
+    "family_shortcut": family_shortcut,
+}
 
 
 def register_recipe_resolvers() -> None:

@@ -41,7 +41,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from degradation.config import NON_DEFINING_KEYS, RunConfig, is_non_defining
 from degradation.errors import UserError, first_line
-from degradation.resolvers import register_recipe_resolvers
 
 SUMMARY = "summary.json"
 METRICS = "metrics.csv"
@@ -293,7 +292,6 @@ def read_landscape(run_dir: Path) -> dict[str, Any] | None:
 
 def read_config(run_dir: Path) -> DictConfig:
     """The run's `.hydra/config.yaml` on top of the schema; UserError if it cannot be read."""
-    register_recipe_resolvers()
     path = Path(run_dir) / CONFIG
     try:
         return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.load(path))

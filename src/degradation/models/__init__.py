@@ -16,12 +16,14 @@ member_loss(logits, labels)          a packed step's loss: each member's gradien
 
 Valid choices: SKIPS, SHORTCUTS, BLOCKS, FAMILIES. Modules: shortcuts.py (options A/B/C),
 skips.py (none/add/concat merges), blocks.py (basic/bottleneck, post- or pre-activation),
-resnet.py (the net and build_model), measure.py (counting, layer lookup, responses and
-gradient norms), packed.py
-(several members stepped together).
+build.py (build_model), resnet.py (the net), measure.py (counting, layer lookup, responses and
+gradient norms), packed.py (several members stepped together), keras.py (family='keras': a
+Keras tutorial's "ResNet-50 for CIFAR-10", depth 50, and its plain twin).
 """
 
 from .blocks import BLOCKS, BasicBlock, Block, Bottleneck
+from .build import FAMILIES, build_model
+from .keras import KerasResNet50
 from .measure import (
     GRAD_RATIO,
     GradLayout,
@@ -33,7 +35,7 @@ from .measure import (
     layer_responses,
 )
 from .packed import PackedNet, member_loss, pack_models
-from .resnet import FAMILIES, ResNet, build_model
+from .resnet import ResNet
 from .shortcuts import SHORTCUTS, ProjectionShortcut, ZeroPadShortcut, make_shortcut
 from .skips import SKIPS, AddSkip, ConcatSkip, NoSkip, make_skip
 
@@ -49,6 +51,7 @@ __all__ = [
     "Block",
     "Bottleneck",
     "ConcatSkip",
+    "KerasResNet50",
     "NoSkip",
     "PackedNet",
     "ProjectionShortcut",
