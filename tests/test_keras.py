@@ -14,14 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import run_cli, summaries
-from degradation.analyze.gradients import grad_norm_columns, gradient_norms, main_path_convs
-from degradation.responses import layer_response_std
 from torch import nn
 
 from degradation.analyze.lesion import DeletedBlock, lesion_study, why_not_deletable
 from degradation.errors import UserError
-from degradation.models import build_model, conv3x3_bn_layers, count_parameters
+from degradation.models import build_model, conv3x3_bn_layers, count_parameters, layer_response_std
 from degradation.models.keras import KerasProjection, SamePadMaxPool2d
+from degradation.models.measure import grad_norm_columns, gradient_norms, main_path_convs
 from degradation.models.skips import NoSkip
 
 STAGES = ((3, (64, 256)), (4, (128, 512)), (6, (256, 1024)), (3, (512, 2048)))  # tutorial's
