@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -253,6 +254,7 @@ def test_two_identical_commands_at_once_train_once_and_the_second_is_told_why(tm
     assert line.startswith(f"error: {job} is in use by another process (pid {first.pid} on ")
 
     assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    log.close()
     steps = [r["step"] for r in metrics_rows(job) if r["lr"]]
     assert steps == [str(s) for s in range(120)]  # each step once: one writer
     assert json.loads((job / "summary.json").read_text())["resumed_from_step"] is None
@@ -321,8 +323,18 @@ def test_a_signal_ends_the_run_as_interrupted_and_a_rerun_resumes_exactly(
 # --- a full disk --------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def root_logging():
+    """Hydra run in this process points the root logger at this test's captured stdout: put
+    back what the other tests log through."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
 def test_a_full_disk_is_one_line_naming_the_file_and_the_last_good_checkpoint(
-    tmp_path, out, monkeypatch, capsys
+    tmp_path, out, monkeypatch, capsys, root_logging
 ):
     from degradation import run as cli
 
