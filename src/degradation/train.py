@@ -6,6 +6,8 @@ The record of a job (.hydra/, run.log) is written only once it is known to train
 process that holds the folder (resume.claim_run_dir). SIGINT and SIGTERM end a run as
 `interrupted` (callbacks.Interruption); a full disk is one line naming the file and the last
 good checkpoint (UserError). docs/run-folder.md describes all of this for users.
+
+Over 300 lines: a run's whole course, from the skip decision to the summary, in one place.
 """
 
 from __future__ import annotations
