@@ -6,7 +6,9 @@
     GradientFlow     grad_norms.csv: gradient norm of every conv layer every `grad_every` steps
     CompileClock     reports torch.compile's first step; marks CUDA-graph step boundaries
     FaultInjection   test hooks: a failure or a NaN at a chosen step (environment variables)
-    AtomicCheckpointIO  Lightning's checkpoint writer, atomic (a plugin, not a callback)
+    Interruption     SIGINT / SIGTERM end the run at a step boundary (RunInterrupted)
+    AtomicCheckpointIO  Lightning's checkpoint writer, atomic; its reader runs no code
+                     (a plugin, not a callback)
 
 Lightning's own callbacks are used where one does the job exactly (`ModelCheckpoint` writes
 best.ckpt); ours exist where the semantics differ, each saying how in its docstring. Every
@@ -23,7 +25,11 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +50,7 @@ from degradation.rundir import (
     append_csv_row,
     atomic_writer,
     keep_csv_rows,
+    load_checkpoint_file,
 )
 
 
@@ -56,13 +63,20 @@ def _state(checkpoint: dict) -> dict:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, except that a kill mid-write leaves the old file intact."""
+    """Lightning's checkpoint writer, except that a kill mid-write leaves the old file intact;
+    and its reader (`trainer.fit(ckpt_path=...)`, `trainer.test(ckpt_path=...)`) loads with
+    `weights_only=True`, as every reader of a run folder does (rundir.load_checkpoint_file)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         with atomic_writer(Path(path), "wb") as f:
             torch.save(checkpoint, f)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        # weights_only=False (Lightning's default for a trusted file) is not honoured: no file
+        # a run folder holds is trusted to run code
+        return load_checkpoint_file(Path(path), map_location)
 
 
 class LastCheckpoint(Checkpoint):
@@ -74,18 +88,32 @@ class LastCheckpoint(Checkpoint):
     A periodic write happens at the end of the step, or after the step's validation when one
     follows (Lightning does not repeat a validation that a checkpoint precedes); the final one
     when training ends (after the last validation). Before writing, the loggers are flushed.
+    An `interruption` that asks to stop gets a write at the next such point, then ends the
+    run (RunInterrupted); at the final step it waits for the end of training instead.
+    `saved_step` is the global step of the newest last.ckpt (None before the first).
     """
 
-    def __init__(self, dirpath: Path, every: int, config_hash: str):
+    def __init__(
+        self,
+        dirpath: Path,
+        every: int,
+        config_hash: str,
+        data: dict[str, Any] | None = None,
+        interruption: Interruption | None = None,
+        saved_step: int | None = None,
+    ):
         self.path = Path(dirpath) / LAST
-        self.every, self.config_hash = every, config_hash
+        self.every, self.config_hash, self.data = every, config_hash, data
+        self.interruption = interruption
+        self.saved_step = saved_step
         self._due = False  # a write waits for the validation that follows this step
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
         if self._due:  # the awaited validation did not come (no validation data): write now
             self._save(trainer)
         final = 0 < trainer.max_steps <= trainer.global_step
-        if trainer.global_step % self.every or final:
+        stop = self.interruption is not None and self.interruption.stopping
+        if (trainer.global_step % self.every and not stop) or final:
             return
         if _validation_follows(trainer):
             self._due = True
@@ -97,18 +125,22 @@ class LastCheckpoint(Checkpoint):
             self._save(trainer)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._save(trainer)
+        self._save(trainer, at_end=True)
 
-    def _save(self, trainer: Trainer) -> None:
+    def _save(self, trainer: Trainer, at_end: bool = False) -> None:
         self._due = False
         for logger in trainer.loggers:
             logger.save()
         trainer.save_checkpoint(self.path)
+        self.saved_step = trainer.global_step
+        if self.interruption is not None and self.interruption.stopping and not at_end:
+            self.interruption.stop()
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module, checkpoint: dict) -> None:
         rows = [lg.rows_written for lg in trainer.loggers if isinstance(lg, MetricsCSVLogger)]
         checkpoint[RESUME_KEY] = {
             "config_hash": self.config_hash,
+            "data": self.data,
             "metrics_rows": rows[0] if rows else None,
         }
 
@@ -424,3 +456,95 @@ class FaultInjection(Callback):
             return (args[0] * math.nan, *args[1:])
 
         handle = model.register_forward_pre_hook(fault)
+
+
+# --- interruptions ------------------------------------------------------------------------------
+
+
+class RunInterrupted(Exception):
+    """SIGINT or SIGTERM ended the run; train() records it (status `interrupted`) and the CLI
+    exits with 128 + the signal's number (130, 143), as a shell reports a process it ended."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"interrupted by {self.signal_name}")
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class Interruption(Callback):
+    """Ctrl-C (SIGINT) and SIGTERM end the run cleanly: during the training steps the handler
+    only notes the signal; at the end of the step every rank agrees to stop (one all-reduce per
+    step under DDP), LastCheckpoint writes last.ckpt at its next clean point (after the step,
+    or after the validation that follows it) and raises RunInterrupted. Nothing is saved from
+    inside the handler. Outside the training steps (setup, the final evaluation) and at a
+    second signal, the handler raises RunInterrupted at once.
+
+    Lightning's own SIGTERM handler (SignalConnector, installed for each fit/validate/test)
+    calls ours after its own, and sets `trainer.received_sigterm`, which makes its loops raise
+    SIGTERMException, cutting a validation short. For the training steps ours alone handles
+    SIGTERM (set in `on_train_start`; Lightning's teardown restores the handlers it found), so
+    a validation in progress completes and the checkpoint after it is written.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: int | None = None  # the signal received, not yet acted on
+        self.stopping = False  # every rank agreed to stop at the end of this step
+        self._in_steps = False
+        self._previous: dict[int, Any] = {}
+
+    @contextmanager
+    def catching(self) -> Iterator[Interruption]:
+        """Our handlers for the block (main thread only: Python's rule for signal handlers)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self._in_steps and self.signum is None:
+            self.signum = signum
+            return
+        raise RunInterrupted(self.signum or signum)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._in_steps = True
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._handle)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+        # before LastCheckpoint, which acts on it (Lightning runs checkpoint callbacks last)
+        signum = self.signum or 0
+        if trainer.world_size > 1:  # one decision for every rank: the checkpoint is collective
+            noted = torch.tensor(signum, device=pl_module.device)
+            signum = int(trainer.strategy.reduce(noted, reduce_op="max").item())
+        self.signum = signum or None
+        self.stopping = self.signum is not None
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._in_steps = False
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception) -> None:
+        self._in_steps = False
+
+    def stop(self) -> None:
+        """End the run now (at a step boundary, after its checkpoint)."""
+        raise RunInterrupted(self.signum)
+
+    def raise_if_noted(self) -> None:
+        """After training: a signal noted during the final step ends the run here."""
+        if self.signum is not None:
+            raise RunInterrupted(self.signum)

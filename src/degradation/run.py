@@ -6,8 +6,10 @@
 
 Before Hydra starts (and creates any folder), every value of the command line is composed and
 checked (preflight.py); a mistake is reported as one line on stderr with exit code 2. So is a
-mistake found when a single run starts (a corrupted checkpoint); in a sweep it fails that job
-only, the other jobs run, and the sweep exits with 1 (hydra_plugins/degradation_sweeper).
+mistake found when a single run starts (a corrupted checkpoint, a full disk), and a run folder
+another process holds (busy); in a sweep either is that job's outcome only (`failed`, `busy`),
+the other jobs run, and the sweep exits with 1 (hydra_plugins/degradation_sweeper). SIGINT and
+SIGTERM end the run, and a sweep, with 130 / 143 (`_interrupted`; docs/run-folder.md).
 
 This module wires the program together: the config schema, the OmegaConf resolvers and the
 warning filters are registered here, once, by `register()`.
@@ -69,12 +71,21 @@ register()
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def hydra_entry(cfg: DictConfig) -> dict[str, Any]:
     """One job: train it; in a sweep, any failure is this job's outcome, not the sweep's."""
+    from degradation.callbacks import RunInterrupted
+    from degradation.resume import RunDirBusy
     from degradation.train import train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         summary = train(cfg, run_dir)
+    except RunInterrupted as err:
+        _interrupted(err, run_dir)
+    except RunDirBusy as err:
+        if sweeping:
+            return {"status": "busy", "error": err.holder, "run_dir": str(run_dir)}
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     except UserError as err:  # found once the run started (e.g. a corrupted checkpoint)
         if sweeping:
             return {"status": "failed", "error": f"UserError: {err}", "run_dir": str(run_dir)}
@@ -93,6 +104,23 @@ def hydra_entry(cfg: DictConfig) -> dict[str, Any]:
     )
     error = f"at step {summary.get('diverged_step')}" if summary["status"] == "diverged" else None
     return {"status": summary["status"], "error": error, "run_dir": str(run_dir)}
+
+
+def _interrupted(err, run_dir: Path) -> None:
+    """One line, and exit 128 + the signal (130 SIGINT, 143 SIGTERM), ending a sweep too: the
+    user asked to stop."""
+    from degradation.rundir import CHECKPOINTS, LAST, read_summary
+
+    summary = read_summary(run_dir) or {}
+    step = summary.get("resume_step")
+    resume = (
+        f"a rerun of the same command resumes from {run_dir / CHECKPOINTS / LAST} (step {step})"
+        if step is not None
+        else "no checkpoint was written: a rerun of the same command starts it afresh"
+    )
+    line = f"interrupted by {err.signal_name}: {run_dir} is left as status interrupted; {resume}"
+    print(line, file=sys.stderr)
+    sys.exit(err.exit_code)
 
 
 def _fraction(x: float | None) -> str:

@@ -1,8 +1,10 @@
 """The run folder: the one module that names, writes and reads the files a run leaves behind.
 
     RUN_DIR/
-      .hydra/               config.yaml, overrides.yaml, hydra.yaml (written by Hydra)
-      summary.json          the run's outcome; `status` is completed / diverged / failed
+      .hydra/               config.yaml, overrides.yaml, hydra.yaml (written when the job trains)
+      run.log               the job's log (idem)
+      run.lock              one writer per folder: who holds it (resume.claim_run_dir)
+      summary.json          the run's outcome: completed / diverged / failed / interrupted
       metrics.csv           one row per logged step (loggers.MetricsCSVLogger; a resume goes on)
       grad_norms.csv        gradient norms every `grad_every` steps (callbacks.GradientFlow)
       layer_responses.json  std of each 3×3 layer's response at the end (He et al. 2015, Fig. 7)
@@ -11,8 +13,12 @@
 
 Every JSON and checkpoint file is replaced in one rename (`atomic_writer`), so a kill leaves the
 old file or the new one, never half of one; the CSV files only grow by whole lines, and readers
-drop a torn last line. Everything else in the package (training, resume, the analyses, the
-report, the W&B report) reads and writes these files through the functions here.
+drop a torn last line. A write that fails for want of space (ENOSPC) names its file
+(`OSError.filename`), for the one-line error of train.py. Checkpoints are read back with
+`torch.load(weights_only=True)`: opening a run folder never runs code (`load_checkpoint_file`).
+Everything else in the package (training, resume, the analyses, the report, the W&B report)
+reads and writes these files through the functions here; docs/run-folder.md describes the
+folder and its guarantees for users.
 
 A folder's name comes from the job's overrides less the keys that do not define a run
 (`run_dir_name`), and what it computes is identified by `config_hash`: both derive from
@@ -24,11 +30,14 @@ This module is over 300 lines on purpose: it is the single home of the run folde
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
 import math
 import os
+import pickle
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -50,8 +59,10 @@ CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
 BEST = "best"  # best.ckpt, written by Lightning's ModelCheckpoint(filename=BEST)
 CONFIG = Path(".hydra") / "config.yaml"
-# inside a checkpoint: what resume checks ({"config_hash", "metrics_rows"}, LastCheckpoint) and
-# the module's and callbacks' state a resumed run needs
+LOG = "run.log"  # the name Hydra gives a job's log (`${hydra.job.name}.log`)
+LOCK = "run.lock"
+# inside a checkpoint: what resume checks ({"config_hash", "data", "metrics_rows"},
+# LastCheckpoint) and the module's and callbacks' state a resumed run needs
 RESUME_KEY = "resume"
 STATE_KEY = "degradation"
 ANALYSIS = "analysis"
@@ -63,6 +74,13 @@ LESION = "lesion.json"
 PATH_KEYS = ("name", "experiment")
 MAX_NAME_BYTES = 255  # NAME_MAX of ext4, XFS, APFS, NTFS: longer names cannot be created
 NAME_HASH_CHARS = 12
+# What torch's weights-only unpickler must accept beyond tensors, dicts, lists and plain values
+# to read our checkpoints: nothing. Measured with torch.serialization.
+# get_unsafe_globals_in_checkpoint on last.ckpt and best.ckpt of CPU runs (32-true and
+# bf16-mixed, fused SGD), which hold only those (Lightning 2.6, torch 2.14); add a type here
+# only when a checkpoint of this program holds it.
+CHECKPOINT_GLOBALS: tuple = ()
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 # --- names -------------------------------------------------------------------------------------
@@ -116,18 +134,35 @@ def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO]:
     """A file to write `path` through: a temporary file in the same folder, renamed over `path`
     when the block ends without error, so readers (and a rerun after a kill) see old or new."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with naming_full_disk(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, mode) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def is_disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in DISK_FULL
+
+
+@contextmanager
+def naming_full_disk(path: Path) -> Iterator[None]:
+    """A full disk met while writing `path` is an OSError that names `path` (a failed write()
+    names no file, a temporary file's name means nothing to the user)."""
     try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        raise OSError(err.errno, os.strerror(err.errno), str(path)) from err
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -185,13 +220,24 @@ def write_landscape(run_dir: Path, arrays: dict[str, Any]) -> Path:
 
 
 def append_csv_row(path: Path, header: list[str], row: list[str]) -> None:
-    """One whole line per write, flushed at once (the header first in a new file): a kill
-    leaves at most a torn last line, which `read_csv_rows` drops."""
+    """One whole line per write (the header first in a new file): a kill leaves at most a torn
+    last line, which `read_csv_rows` drops; a full disk leaves the file as it was."""
+    path = Path(path)
     new = not path.is_file() or path.stat().st_size == 0
-    with open(path, "a", newline="") as f:
-        if new:
-            f.write(",".join(header) + "\n")
-        f.write(",".join(row) + "\n")
+    text = (",".join(header) + "\n" if new else "") + ",".join(row) + "\n"
+    with naming_full_disk(path):
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                rest = memoryview(text.encode())
+                while rest:  # a write may be partial
+                    rest = rest[os.write(fd, rest) :]
+            except OSError:
+                os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)
 
 
 def keep_csv_rows(path: Path, header: list[str], keep) -> None:
@@ -218,6 +264,21 @@ def cut_csv_rows(path: Path, keep_rows: int | None) -> int:
     lines = [line for line in lines if line.endswith("\n")]  # a torn last line is dropped
     atomic_write_text(path, "".join(lines))
     return max(len(lines) - 1, 0)
+
+
+def write_job_config(run_dir: Path, cfg: DictConfig) -> None:
+    """.hydra/config.yaml, and inside a Hydra job hydra.yaml and overrides.yaml, as Hydra writes
+    them (unresolved YAML). The config sets `hydra.output_subdir: null` and train() calls this
+    once it knows the job trains, so a skipped rerun never replaces the record of what ran."""
+    from hydra.core.hydra_config import HydraConfig
+
+    folder = Path(run_dir) / CONFIG.parent
+    atomic_write_text(folder / CONFIG.name, OmegaConf.to_yaml(cfg))
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.instance().cfg  # {"hydra": ...}, as Hydra's own hydra.yaml
+        atomic_write_text(folder / "hydra.yaml", OmegaConf.to_yaml(hydra_cfg))
+        overrides = OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task)
+        atomic_write_text(folder / "overrides.yaml", overrides)
 
 
 def clear_run(run_dir: Path) -> None:
@@ -357,17 +418,44 @@ def read_grad_norms(run_dir: Path) -> tuple[list[int], list[str], list[list[floa
     return steps, header[1:], values
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint of this program, loaded on the CPU; UserError naming the file otherwise."""
+def load_checkpoint_file(path: Path, map_location: Any = "cpu") -> Any:
+    """torch.load with weights_only=True: tensors, dicts, lists, plain values and
+    CHECKPOINT_GLOBALS only, so a crafted file cannot run code. UserError naming the file for
+    anything else (refused) or an unreadable file (corrupted)."""
     import torch
 
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(list(CHECKPOINT_GLOBALS)):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if str(err).startswith("Weights only load failed"):
+            raise UserError(_refused(path, str(err))) from None
+        raise UserError(_corrupted(path, err)) from None
     except Exception as err:
-        raise UserError(
-            f"checkpoint {path} is corrupted ({first_line(err)}); "
-            "rerun with resume=false to start this run afresh"
-        ) from None
+        raise UserError(_corrupted(path, err)) from None
+
+
+def _refused(path: Path, message: str) -> str:
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+    what = f"a reference to {found.group(1)}" if found else "content"
+    return (
+        f"checkpoint {path} was not loaded: it holds {what}, which a checkpoint of this program "
+        "never holds, and loading it could run code; delete it, or rerun with resume=false "
+        "to start this run afresh"
+    )
+
+
+def _corrupted(path: Path, err: Exception) -> str:
+    return (
+        f"checkpoint {path} is corrupted ({first_line(err)}); "
+        "rerun with resume=false to start this run afresh"
+    )
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint of this program, loaded on the CPU without running code
+    (`load_checkpoint_file`); UserError naming the file otherwise."""
+    checkpoint = load_checkpoint_file(path)
     if not isinstance(checkpoint, dict) or not {"state_dict", "global_step"} <= set(checkpoint):
         raise UserError(
             f"checkpoint {path} is not a checkpoint of this program; "

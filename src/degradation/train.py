@@ -2,15 +2,24 @@
 
 A rerun of the same command finds the same folder: a finished run is skipped, an unfinished
 one resumes from checkpoints/last.ckpt, exactly (resume.py; `resume=false` starts afresh).
+The record of a job (.hydra/, run.log) is written only once it is known to train, by the one
+process that holds the folder (resume.claim_run_dir). SIGINT and SIGTERM end a run as
+`interrupted` (callbacks.Interruption); a full disk is one line naming the file and the last
+good checkpoint (UserError). docs/run-folder.md describes all of this for users.
+
+Over 300 lines: a run's whole course, from the skip decision to the summary, in one place.
 """
 
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
 import time
 import traceback
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +34,10 @@ from degradation.callbacks import (
     Divergence,
     FaultInjection,
     GradientFlow,
+    Interruption,
     LastCheckpoint,
     MetricWindow,
+    RunInterrupted,
 )
 from degradation.choices import value
 from degradation.config import model_kwargs, variant_name
@@ -34,15 +45,21 @@ from degradation.data import ImageDataModule, per_device_batch_size
 from degradation.ddp_relaunch import end_job_processes
 from degradation.distributed import cluster_plugins, distributed_trainer_args, is_global_zero
 from degradation.environment import environment, git_state
+from degradation.errors import UserError
 from degradation.loggers import build_loggers, finish_wandb
 from degradation.models import build_model, count_flops, count_parameters, layer_responses
 from degradation.module import Classifier
 from degradation.preflight import validate
-from degradation.resume import plan_resume
+from degradation.resume import ResumePlan, claim_run_dir, data_identity, finished_run, plan_resume
 from degradation.rundir import (
     BEST,
     CHECKPOINTS,
+    LAST,
+    LOG,
     config_hash,
+    is_disk_full,
+    read_checkpoint,
+    write_job_config,
     write_layer_responses,
     write_summary,
 )
@@ -52,7 +69,7 @@ from degradation.speed import Speed, prepare_model, resolve_speed
 class _Callbacks:
     """The run's callbacks (callbacks.py), kept by name for what train() reads back."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, run_hash: str, speed: Speed):
+    def __init__(self, cfg, run_dir: Path, run_hash: str, speed: Speed, plan, data, interruption):
         self.best = ModelCheckpoint(
             dirpath=run_dir / CHECKPOINTS,
             filename=BEST,
@@ -61,7 +78,15 @@ class _Callbacks:
             save_top_k=1,
             enable_version_counter=False,
         )
-        self.last = LastCheckpoint(run_dir / CHECKPOINTS, cfg.checkpoint_every, run_hash)
+        self.last = LastCheckpoint(
+            run_dir / CHECKPOINTS,
+            cfg.checkpoint_every,
+            run_hash,
+            data,
+            interruption,
+            saved_step=plan.resume_step,
+        )
+        self.interruption = interruption
         self.window = MetricWindow(cfg.log_every)
         self.divergence = Divergence(self.window, cfg.diverge_loss)
         self.faults = FaultInjection(cfg.seed)
@@ -72,7 +97,7 @@ class _Callbacks:
         # the window before Divergence, which reads it; Lightning runs checkpoints last, and
         # last.ckpt after best.ckpt, so that it holds best's latest state
         callbacks = [self.window, self.divergence, self.gradients, self.clock, self.best]
-        callbacks += [self.last]
+        callbacks += [self.interruption, self.last]
         return callbacks + ([self.faults] if self.faults.active else [])
 
 
@@ -99,17 +124,45 @@ def _test_error(trainer: L.Trainer, module, dm, ckpt_path=None) -> dict[str, flo
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Trains one variant into run_dir and returns its summary (also written to summary.json)."""
+    """Trains one variant into run_dir and returns its summary (also written to summary.json).
+    A finished run is skipped without writing anything; RunDirBusy if another process holds
+    the folder, RunInterrupted after SIGINT/SIGTERM, UserError for a full disk."""
     run_dir = Path(run_dir)
     validate(cfg)
     run_hash = config_hash(cfg)
-    plan = plan_resume(run_dir, run_hash, resume=cfg.resume)
-    if plan.finished is not None:
-        print(f"[resume] {run_dir}: already {plan.finished['status']}, skipping")
-        return plan.finished
+    dm = ImageDataModule(cfg.data, seed=cfg.seed)  # before the plan: resume checks its identity
+    data = data_identity(
+        cfg.data.name, dm.images.checksum, dm.num_train, len(dm.images.test_labels)
+    )
+    finished = finished_run(run_dir, run_hash, data, cfg.resume)
+    if finished is None:
+        with claim_run_dir(run_dir, command_line()):
+            plan = plan_resume(run_dir, run_hash, data, resume=cfg.resume)
+            if plan.finished is None:
+                with (
+                    _job_record(run_dir, cfg),
+                    Interruption().catching() as interruption,
+                    _full_disk_is_one_line(run_dir),
+                ):
+                    return _run(cfg, run_dir, dm, data, plan, run_hash, interruption)
+            finished = plan.finished
+    print(f"[resume] {run_dir}: already {finished['status']}, skipping")
+    return finished
+
+
+def _run(
+    cfg: DictConfig,
+    run_dir: Path,
+    dm: ImageDataModule,
+    data: dict[str, Any],
+    plan: ResumePlan,
+    run_hash: str,
+    interruption: Interruption,
+) -> dict[str, Any]:
     if plan.checkpoint is not None:
         print(f"[resume] {run_dir}: resuming from {plan.checkpoint.name} at step {plan.step}")
     started = time.time()
+    trainer = callbacks = None  # for an interruption before they exist
     summary: dict[str, Any] = {
         "name": variant_name(cfg),
         "depth": cfg.depth,
@@ -128,20 +181,20 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     summary.update(git_commit=commit, git_dirty=dirty, environment=environment())
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        dm = ImageDataModule(cfg.data, seed=cfg.seed)
         model = build_model(**model_kwargs(cfg, dm.num_classes, dm.input_shape[0]))
         summary.update(
             block=model.arch["block"],
             params=count_parameters(model),
             flops=count_flops(model, dm.input_shape),
-            dataset_checksum=dm.images.checksum,
-            num_train=dm.num_train,
+            dataset_checksum=data["dataset_checksum"],
+            num_train=data["num_train"],
+            num_test=data["num_test"],
         )
         speed = resolve_speed(cfg)  # `auto` precision, compile, cudnn benchmark for the device
         summary["speed"] = {k: v for k, v in vars(speed).items() if k != "cuda"}
         prepare_model(model, speed)  # channels_last, torch.compile (in place)
         module = Classifier(model, cfg.optim, fused_sgd=speed.fused_sgd)
-        callbacks = _Callbacks(cfg, run_dir, run_hash, speed)
+        callbacks = _Callbacks(cfg, run_dir, run_hash, speed, plan, data, interruption)
         trainer = _trainer(cfg, run_dir, callbacks, plan.metrics_rows, speed)
         summary["world_size"] = trainer.world_size
         summary["per_device_batch_size"] = per_device_batch_size(
@@ -151,6 +204,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             # Lightning cannot see that our sampler continues mid-epoch (data/sampler.py): it can
             warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended")
             trainer.fit(module, datamodule=dm, ckpt_path=plan.checkpoint)
+        interruption.raise_if_noted()  # a signal during the final step
         # read before best.ckpt is loaded into the module (that restores its counters too)
         window, best = callbacks.window, callbacks.best
         train_metrics = window.last_window or {}
@@ -159,7 +213,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         final_test = _test_error(trainer, module, dm)
         if is_global_zero():  # Fig. 7, on the final weights (best_test loads best.ckpt)
             _write_layer_responses(run_dir, module.model, dm, trainer.global_step)
-        best_test = _test_error(trainer, module, dm, ckpt_path=best.best_model_path or None)
+        validated = best.best_model_score is not None and bool(best.best_model_path)
+        best_test = _test_error(trainer, module, dm, best.best_model_path) if validated else None
         summary.update(
             status="diverged" if diverged_at is not None else "completed",
             steps=trainer.global_step,
@@ -171,17 +226,26 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 "test_error": final_test["error"],
                 "test_loss": final_test["loss"],
             },
-            best_val={
-                "val_error": (
-                    float(best.best_model_score) if best.best_model_score is not None else None
-                ),
+            best_val={  # null when no validation ran: there is no best-on-validation model
+                "val_error": float(best.best_model_score),
                 "test_error": best_test["error"],
-                "checkpoint": Path(best.best_model_path).name if best.best_model_path else None,
-            },
+                "checkpoint": Path(best.best_model_path).name,
+            }
+            if validated
+            else None,
             diverged_step=diverged_at,
             warmup_end_step=warmup_end_step,
             throughput_img_s=window.throughput_img_s,
         )
+    except RunInterrupted as err:
+        summary.update(
+            status="interrupted",
+            signal=err.signal_name,
+            steps=trainer.global_step if trainer is not None else plan.step,
+            # the step of last.ckpt, where a rerun continues (None: it starts afresh)
+            resume_step=callbacks.last.saved_step if callbacks is not None else plan.resume_step,
+        )
+        raise
     except Exception as err:
         summary.update(error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
         raise
@@ -190,8 +254,56 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if is_global_zero():
             write_summary(run_dir, summary)
             finish_wandb(summary)  # no-op without a W&B run
-        end_job_processes(failed=summary["status"] == "failed")  # DDP children, process group
+        # DDP children, process group: after a failure or a signal, without waiting for them
+        end_job_processes(failed=summary["status"] in ("failed", "interrupted"))
     return summary
+
+
+@contextmanager
+def _job_record(run_dir: Path, cfg: DictConfig) -> Iterator[None]:
+    """.hydra/ and run.log of a job that trains (Hydra writes neither: `hydra.output_subdir:
+    null`, conf/hydra/job_logging/console.yaml), by global rank 0 only."""
+    if not is_global_zero():
+        yield
+        return
+    write_job_config(run_dir, cfg)
+    log = logging.FileHandler(run_dir / LOG)  # appends: a resumed run goes on
+    log.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(log)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(log)
+        log.close()
+
+
+@contextmanager
+def _full_disk_is_one_line(run_dir: Path) -> Iterator[None]:
+    """A full disk becomes a UserError naming the file and the last good checkpoint (every
+    writer is atomic or drops a torn line: nothing is left half-written)."""
+    try:
+        yield
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        where = err.filename or f"a file in {run_dir}"
+        raise UserError(
+            f"{err.strerror.lower()} while writing {where}; {_last_good(run_dir)}"
+        ) from None
+
+
+def _last_good(run_dir: Path) -> str:
+    path = run_dir / CHECKPOINTS / LAST
+    if not path.is_file():
+        return "no checkpoint was written yet: free some space, then rerun the same command"
+    try:
+        step = f"step {read_checkpoint(path)['global_step']}"
+    except UserError:
+        step = "unreadable"
+    return (
+        f"the last good checkpoint is {path} ({step}): free some space, then rerun the same "
+        "command to resume from it"
+    )
 
 
 def _write_layer_responses(run_dir: Path, model, dm: ImageDataModule, step: int) -> None:

@@ -6,6 +6,9 @@
   its outcome (`degradation.run.hydra_entry`), so every job runs; at the end a table of
   outcomes is printed (the error of a failed job, the step of a diverged one) and, if any job
   failed, `SweepFailed` ends the program with one line and exit code 1.
+- A job whose run folder another process holds (e.g. the same sweep started twice) is `busy`:
+  not trained here, not a failure, but not done by this sweep either, so the sweep also ends
+  with one line and exit code 1, saying where to look.
 
 The basic sweeper is subclassed, not copied: it lives in Hydra's `_internal` package, and only
 its documented override points (`split_arguments`, `sweep`) are used.
@@ -79,6 +82,12 @@ class DegradationSweeper(BasicSweeper):
         failed = sum(o["status"] == "failed" for o in outcomes)
         if failed:
             raise SweepFailed(f"error: {failed} of {len(outcomes)} jobs failed (see the table)")
+        busy = sum(o["status"] == "busy" for o in outcomes)
+        if busy:
+            raise SweepFailed(
+                f"error: {busy} of {len(outcomes)} jobs busy: another process is training them "
+                "(see the table); rerun this command once it has ended to collect them"
+            )
         return returns
 
 
