@@ -38,7 +38,7 @@ from degradation.loggers import build_loggers, finish_wandb
 from degradation.models import build_model, count_flops, count_parameters, layer_responses
 from degradation.module import Classifier
 from degradation.preflight import validate
-from degradation.resume import plan_resume
+from degradation.resume import ResumePlan, plan_resume
 from degradation.rundir import (
     BEST,
     CHECKPOINTS,
@@ -76,7 +76,7 @@ class _Callbacks:
         return callbacks + ([self.faults] if self.faults.active else [])
 
 
-def _trainer(cfg: DictConfig, run_dir: Path, callbacks: _Callbacks, keep_rows, speed: Speed):
+def _trainer(cfg: DictConfig, run_dir: Path, callbacks: _Callbacks, plan: ResumePlan, speed: Speed):
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_args.update(precision=speed.precision, benchmark=speed.benchmark)
     # DDP that relaunches this job (not the sweep), a GPU per parallel job
@@ -84,13 +84,20 @@ def _trainer(cfg: DictConfig, run_dir: Path, callbacks: _Callbacks, keep_rows, s
     return L.Trainer(
         **trainer_args,
         check_val_every_n_epoch=None,  # validate every val_check_interval *steps*
-        logger=build_loggers(cfg, run_dir, keep_rows),  # metrics.csv, plus W&B with logger=wandb
+        logger=_loggers(cfg, run_dir, plan),
         callbacks=callbacks.all(),
         plugins=[AtomicCheckpointIO(), *cluster_plugins()],
         use_distributed_sampler=False,  # the data module's sampler shards by rank itself
         default_root_dir=run_dir,
         enable_model_summary=False,
     )
+
+
+def _loggers(cfg: DictConfig, run_dir: Path, plan: ResumePlan) -> list:
+    """metrics.csv, plus W&B and TensorBoard when chosen; a resumed run's loggers continue
+    from its checkpoint (metrics.csv cut back to the rows it had seen)."""
+    resume_step = plan.step if plan.checkpoint is not None else None
+    return build_loggers(cfg, run_dir, plan.metrics_rows, resume_step)
 
 
 def _test_error(trainer: L.Trainer, module, dm, ckpt_path=None) -> dict[str, float]:
@@ -142,7 +149,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         prepare_model(model, speed)  # channels_last, torch.compile (in place)
         module = Classifier(model, cfg.optim, fused_sgd=speed.fused_sgd)
         callbacks = _Callbacks(cfg, run_dir, run_hash, speed)
-        trainer = _trainer(cfg, run_dir, callbacks, plan.metrics_rows, speed)
+        trainer = _trainer(cfg, run_dir, callbacks, plan, speed)
         summary["world_size"] = trainer.world_size
         summary["per_device_batch_size"] = per_device_batch_size(
             cfg.data.batch_size, trainer.world_size
