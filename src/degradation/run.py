@@ -27,6 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from degradation.config import RunConfig
+from degradation.console import quiet_third_party
 from degradation.errors import UserError, first_line
 from degradation.preflight import check_command_line
 from degradation.resolvers import register_recipe_resolvers
@@ -61,6 +62,7 @@ def register() -> None:
     warnings.filterwarnings(
         "ignore", r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema", UserWarning
     )
+    quiet_third_party()  # Lightning's advertising tips, a deprecation inside Lightning
 
 
 register()
@@ -71,6 +73,7 @@ def hydra_entry(cfg: DictConfig) -> dict[str, Any]:
     """One job: train it; in a sweep, any failure is this job's outcome, not the sweep's."""
     from degradation.train import train
 
+    quiet_third_party()  # again: a parallel launcher's worker process never ran register()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     try:

@@ -27,9 +27,11 @@ from degradation.callbacks import (
     GradientFlow,
     LastCheckpoint,
     MetricWindow,
+    ProgressLines,
 )
 from degradation.choices import value
 from degradation.config import model_kwargs, variant_name
+from degradation.console import interactive
 from degradation.data import ImageDataModule, per_device_batch_size
 from degradation.ddp_relaunch import end_job_processes
 from degradation.distributed import cluster_plugins, distributed_trainer_args, is_global_zero
@@ -67,18 +69,28 @@ class _Callbacks:
         self.faults = FaultInjection(cfg.seed)
         self.gradients = GradientFlow(run_dir, cfg.grad_every)
         self.clock = CompileClock(speed)
+        self.progress_bar, lines = _progress_display(cfg)
+        self.lines = ProgressLines(self.window) if lines else None
 
     def all(self) -> list:
-        # the window before Divergence, which reads it; Lightning runs checkpoints last, and
-        # last.ckpt after best.ckpt, so that it holds best's latest state
-        callbacks = [self.window, self.divergence, self.gradients, self.clock, self.best]
-        callbacks += [self.last]
+        # the window before Divergence and ProgressLines, which read it; Lightning runs
+        # checkpoints last, and last.ckpt after best.ckpt, so that it holds best's latest state
+        callbacks = [self.window, self.divergence, *([self.lines] if self.lines else [])]
+        callbacks += [self.gradients, self.clock, self.best, self.last]
         return callbacks + ([self.faults] if self.faults.active else [])
+
+
+def _progress_display(cfg: DictConfig) -> tuple[bool, bool]:
+    """(Lightning's progress bar, ProgressLines): the bar on a terminal, plain lines elsewhere
+    (a SLURM log, CI, `| tee`); neither with trainer.enable_progress_bar=false."""
+    wanted = bool(cfg.trainer.enable_progress_bar)
+    return wanted and interactive(), wanted and not interactive()
 
 
 def _trainer(cfg: DictConfig, run_dir: Path, callbacks: _Callbacks, plan: ResumePlan, speed: Speed):
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_args.update(precision=speed.precision, benchmark=speed.benchmark)
+    trainer_args.update(enable_progress_bar=callbacks.progress_bar)
     # DDP that relaunches this job (not the sweep), a GPU per parallel job
     trainer_args = distributed_trainer_args(trainer_args, cfg.jobs_per_gpu)
     return L.Trainer(
