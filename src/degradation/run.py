@@ -48,12 +48,19 @@ def _run_dir_name(overrides) -> str:
     return run_dir_name(overrides)
 
 
+def _settings_help() -> str:
+    from degradation.cli_help import settings_help  # the schema's keys, for --help
+
+    return settings_help()
+
+
 def register() -> None:
     """The schema (`schema` in Hydra's ConfigStore), every resolver the configs use, and the
     warning filters; idempotent."""
     ConfigStore.instance().store(name="schema", node=RunConfig)
     register_recipe_resolvers()
     OmegaConf.register_new_resolver("run_dir_name", _run_dir_name, replace=True)
+    OmegaConf.register_new_resolver("degradation_settings", _settings_help, replace=True)
     # The launcher configs (conf/hydra/launcher/) size themselves with these.
     for name in ("visible_gpus", "gpu_job_slots"):
         OmegaConf.register_new_resolver(name, _gpu_resolver(name), replace=True)
