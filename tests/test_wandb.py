@@ -41,6 +41,7 @@ WANDB_ENV = (
     "WANDB_IDENTITY_TOKEN_FILE",
     "NETRC",
     "WANDB_SILENT",
+    "WANDB_SERVICE",  # set by wandb for child processes: they would share this one's service
 )
 
 
@@ -370,6 +371,7 @@ def test_resumed_wandb_logs_no_step_twice(compose_cfg, tmp_path, monkeypatch):
         for step in steps:
             wandb_logger.log_metrics({"lr": 0.1, "train/loss": 2.0 - step / 100}, step=step)
         loggers.finish_wandb({"status": "completed"})
+        time.sleep(1.1)  # wandb names a start's folder by the second: a resume takes longer
     run_id = (run_dir / WANDB_RUN_ID).read_text().strip()
     first, second = (
         history(p / f"run-{run_id}.wandb") for p in segments(run_dir / "wandb", run_id)

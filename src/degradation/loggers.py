@@ -294,7 +294,13 @@ def _start_wandb_run(cfg: DictConfig, run_dir: Path) -> _WandbSession | None:
             _restore_env(saved_env)
             mode = "offline"
     if run is None:
-        run = wandb.init(mode="offline", settings=wandb.Settings(**settings), **args)
+        try:
+            run = wandb.init(mode="offline", settings=wandb.Settings(**settings), **args)
+        except Exception as err:  # e.g. a shared wandb service (WANDB_SERVICE) that still
+            # holds this run for a killed process: train on, metrics.csv has every row
+            print(f"[wandb] warning: could not start W&B ({first_line(err)}): metrics.csv only")
+            _restore_env(saved_env)
+            return None
     run.define_metric(STEP_METRIC)
     run.define_metric("*", step_metric=STEP_METRIC, step_sync=True)
     first_step = _first_new_step(run, mode)

@@ -144,11 +144,11 @@ def compose_checked(overrides: list[str], config_name: str = "config") -> DictCo
 
 def check_command_line(argv: list[str]) -> list[DictConfig]:
     """Raises UserError on the first bad value; returns the composed configs it checked."""
-    from degradation.data import load_images
-
     overrides, config_name, check = split_command_line(argv)
     if not check:
-        return []
+        return []  # --help, --shell-completion, ...: no torch import (seconds) for those
+    from degradation.data import load_images
+
     try:
         variants = job_variants(overrides)
     except OverrideParseException as err:
