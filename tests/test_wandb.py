@@ -1,7 +1,7 @@
 """W&B logging and the W&B report, with no API key and no network (issue 5).
 
-Offline runs are checked in the file W&B would upload: the run's `.wandb` transaction log
-(a LevelDB-style record log of protobuf records), read here without a W&B server.
+Offline runs are checked in the files W&B would upload: each start's `.wandb` transaction log,
+read with wandb's own protobuf records (degradation.wandb_files: wandb ships no Python reader).
 """
 
 from __future__ import annotations
@@ -9,19 +9,21 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import struct
 import time
 from pathlib import Path
 
 import pytest
 from conftest import run_cli, summaries
 from hydra import compose, initialize_config_module
+from killed_runs import kill_after_checkpoint
 from omegaconf import OmegaConf
 
 from degradation import loggers
 from degradation.loggers import resolve_mode, run_name, variant_group
 from degradation.report.wandb import build_report
 from degradation.run import register as register_configs
+from degradation.rundir import WANDB_RUN_ID, read_metrics
+from degradation.wandb_files import history, records, segments, written
 
 # wandb and wandb-workspaces are the optional extra `degradation[wandb]`
 needs_wandb = pytest.mark.skipif(
@@ -39,6 +41,7 @@ WANDB_ENV = (
     "WANDB_IDENTITY_TOKEN_FILE",
     "NETRC",
     "WANDB_SILENT",
+    "WANDB_SERVICE",  # set by wandb for child processes: they would share this one's service
 )
 
 
@@ -50,36 +53,12 @@ def no_wandb_login(mp: pytest.MonkeyPatch, home: Path) -> None:
     mp.setenv("HOME", str(home))
 
 
-def wandb_records(path: Path):
-    """(record type, protobuf record) for every record of a `.wandb` file."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data, block, header = path.read_bytes(), 32768, 7
-    assert data[:4] == b":W&B"
-    pos, chunk = header, b""
-    while pos + header <= len(data):
-        left = block - pos % block
-        if left < header:  # block trailer: zero padding
-            pos += left
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + header])
-        if kind == 0:
-            pos += left
-            continue
-        chunk += data[pos + header : pos + header + length]
-        pos += header + length
-        if kind in (1, 4):  # FULL or LAST fragment
-            record = pb.Record()
-            record.ParseFromString(chunk)
-            chunk = b""
-            yield record.WhichOneof("record_type"), record
-
-
 def offline_run(run_dir: Path) -> dict:
     """What an offline run holds: its run record, config, summary and exit code."""
     (log,) = run_dir.glob("run-*.wandb")
     found: dict = {"summary": {}}
-    for kind, record in wandb_records(log):
+    for record in records(log):
+        kind = record.WhichOneof("record_type")
         if kind == "run":
             run = record.run
             found.update(
@@ -268,9 +247,9 @@ def test_jobs_in_one_process_are_separate_runs_and_restore_the_environment(
 ):
     """Hydra multirun runs jobs in one process: nothing of job 1 may reach job 2."""
     import wandb
-    from lightning.pytorch.loggers import WandbLogger
 
     from degradation.loggers import MetricsCSVLogger as CSVLogger  # metrics.csv's writer
+    from degradation.loggers import WandbRunLogger
 
     no_wandb_login(monkeypatch, tmp_path / "home")
     monkeypatch.setenv("WANDB_MODE", "offline")  # as a user might; must survive unchanged
@@ -278,7 +257,7 @@ def test_jobs_in_one_process_are_separate_runs_and_restore_the_environment(
     ids = []
     for job in ("a", "b"):
         built = loggers.build_loggers(cfg, tmp_path / job)
-        assert [type(x) for x in built] == [CSVLogger, WandbLogger]
+        assert [type(x) for x in built] == [CSVLogger, WandbRunLogger]
         ids.append(wandb.run.id)
         assert Path(wandb.run.settings.sync_dir).parent == tmp_path / job / "wandb"
         os.environ["WANDB_MODE"] = "dryrun"  # what Lightning's WandbLogger(offline=True) does
@@ -328,3 +307,75 @@ def test_logger_wandb_without_wandb_installed_is_a_one_line_error(out, tmp_path)
     assert len(lines) == 1 and lines[0].startswith("error: logger=wandb")
     assert "pip install wandb" in lines[0] and "logger=csv" in lines[0]
     assert not out.exists()
+
+
+# 30 steps; smoke checkpoints every 10: a kill after the checkpoint at step 10 or 20
+RESUMED = ["experiment=smoke", "depth=8", "trainer.max_steps=30", "log_every=4", "logger=wandb"]
+
+
+@needs_wandb
+@pytest.mark.slow
+def test_a_killed_run_continues_its_wandb_run_with_every_step_once(tmp_path, monkeypatch):
+    """Killed as a scheduler kills a job, the run leaves W&B what wandb's service had written,
+    from nothing to steps past the checkpoint (it buffers); the resumed run logs the steps
+    W&B lacks before its checkpoint from metrics.csv and no step W&B holds again (that case,
+    exactly: test_resumed_wandb_logs_no_step_twice)."""
+    no_wandb_login(monkeypatch, tmp_path / "home")
+    args = [*RESUMED, f"output_root={tmp_path / 'out'}"]
+    run_dir = tmp_path / "out" / "runs" / "smoke" / "depth=8,log_every=4,trainer.max_steps=30"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    env = dict(os.environ)
+    killed_at = kill_after_checkpoint(args, last, 10, tmp_path, env)
+    assert 10 <= killed_at < 30 and not (run_dir / "summary.json").exists(), "not cut short"
+    run_id = (run_dir / WANDB_RUN_ID).read_text().strip()
+
+    resumed = run_cli(*args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    starts = segments(run_dir / "wandb", run_id)
+    assert [p.name.startswith("offline-run-") for p in starts] == [True, True]
+    logs = [start / f"run-{run_id}.wandb" for start in starts]
+    first, second = (history(log) for log in logs)
+    # one W&B run, under the folder's name and group, whose history holds every step of
+    # metrics.csv once, in order across the starts, with the same numbers
+    runs = [offline_run(start) for start in starts if history(start / f"run-{run_id}.wandb")]
+    assert {(r["id"], r["name"]) for r in runs} == {(run_id, "resnet-8 zero_pad s0")}
+    assert len({r["group"] for r in runs}) == 1 and runs[-1]["exit_code"] == 0
+    rows = first + second
+    csv = read_metrics(run_dir)
+    assert [row["_step"] for row in rows] == sorted({s for col in csv.values() for s, _ in col})
+    assert rows[-1]["_step"] == 30  # the final validation and tests
+    by_step = {row["_step"]: row for row in rows}
+    for column in ("lr", "train/loss", "train/error", "val/error", "test/error"):
+        for step, number in csv[column]:
+            assert by_step[step][column] == pytest.approx(number, rel=1e-6), (column, step)
+            assert by_step[step]["trainer/global_step"] == step
+    # one command uploads the whole run (a start that wrote nothing is left out)
+    uploaded = [str(start) for start in starts if written(start)]
+    assert f"wandb sync {' '.join(uploaded)}\n" in resumed.stdout  # tmp paths need no quotes
+
+    again = run_cli(*args, cwd=tmp_path)  # finished: skipped, W&B untouched
+    assert again.returncode == 0 and "already completed, skipping" in again.stdout
+    assert segments(run_dir / "wandb", run_id) == starts
+    assert "[wandb]" not in again.stdout
+
+
+@needs_wandb
+def test_resumed_wandb_logs_no_step_twice(compose_cfg, tmp_path, monkeypatch):
+    """A start that logged past the checkpoint (steps 0-14, checkpoint at 10): the resumed
+    start logs 10-20 again, and the W&B run keeps 0-14 from the first and 15-20 from it."""
+    no_wandb_login(monkeypatch, tmp_path / "home")
+    cfg = compose_cfg("logger=wandb", "logger.wandb.mode=offline")
+    run_dir = tmp_path / "run"
+    for steps, resume_step in ((range(15), None), (range(10, 21), 10)):
+        (wandb_logger,) = loggers.build_loggers(cfg, run_dir, 0, resume_step)[1:]
+        for step in steps:
+            wandb_logger.log_metrics({"lr": 0.1, "train/loss": 2.0 - step / 100}, step=step)
+        loggers.finish_wandb({"status": "completed"})
+        time.sleep(1.1)  # wandb names a start's folder by the second: a resume takes longer
+    run_id = (run_dir / WANDB_RUN_ID).read_text().strip()
+    first, second = (
+        history(p / f"run-{run_id}.wandb") for p in segments(run_dir / "wandb", run_id)
+    )
+    assert [r["_step"] for r in first] == list(range(15))
+    assert [r["_step"] for r in second] == list(range(15, 21))
+    assert [r["train/loss"] for r in first + second] == [2.0 - s / 100 for s in range(21)]

@@ -324,10 +324,18 @@ def print_table(records: list[dict[str, Any]], device: str) -> None:
                 print(f"canonical sweep (6 runs x 64k steps x 128), {label}: {minutes:.1f} min")
 
 
+EXAMPLES = """examples:
+  python -m degradation.bench --models 20 --steps 20 --workers 0   # a quick look on the CPU
+  python -m degradation.bench --json outputs/bench.json            # the full table, saved
+  python -m degradation.bench --device cuda --models 56 --pack 4   # 4 runs sharing one GPU
+"""
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m degradation.bench",
         description=__doc__,
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--models", default="20,56,110", help="ResNet depths, comma-separated")

@@ -2,6 +2,7 @@
 
     MetricWindow     training loss and error over windows of `log_every` steps; lr every step
     Divergence       stops a run whose window loss is NaN/inf or above `diverge_loss`
+    ProgressLines    one plain line per training window where stdout is not a terminal
     LastCheckpoint   checkpoints/last.ckpt every `checkpoint_every` steps and at the end
     GradientFlow     grad_norms.csv: gradient norm of every conv layer every `grad_every` steps
     CompileClock     reports torch.compile's first step; marks CUDA-graph step boundaries
@@ -40,6 +41,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
+from degradation.console import duration
 from degradation.loggers import MetricsCSVLogger
 from degradation.models import GradLayout, gradient_norms
 from degradation.rundir import (
@@ -131,7 +133,8 @@ class LastCheckpoint(Checkpoint):
         self._due = False
         for logger in trainer.loggers:
             logger.save()
-        trainer.save_checkpoint(self.path)
+        # the whole state (explicitly: Lightning prints a line for every save left to default)
+        trainer.save_checkpoint(self.path, weights_only=False)
         self.saved_step = trainer.global_step
         if self.interruption is not None and self.interruption.stopping and not at_end:
             self.interruption.stop()
@@ -318,6 +321,56 @@ class Divergence(Callback):
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         self.diverged_at = checkpoint.get(STATE_KEY, {}).get("diverged_at")
+
+
+class ProgressLines(Callback):
+    """One plain line per closed training window, in place of Lightning's progress bar where
+    stdout is not a terminal (a SLURM log, CI, `| tee`), whose carriage returns would pile up
+    there. Global rank 0 only; train.py chooses between the two (console.interactive):
+
+        [train] step 400/64000  loss 1.2345  error 0.4321  lr 0.1  val error 0.5123  812 img/s
+                ~1h 02m left   (on the same line)
+
+    The time left extrapolates this process's pace (validation included) to max_steps.
+    """
+
+    def __init__(self, window: MetricWindow):
+        self.window = window
+        self.val_error: float | None = None
+        self._started: tuple[float, int] | None = None  # (time, global step) of the first step
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._started = (time.perf_counter(), trainer.global_step)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        error = trainer.callback_metrics.get("val/error")
+        if error is not None and not trainer.sanity_checking:
+            self.val_error = float(error)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+        self._print(trainer)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._print(trainer)  # the run's last window, closed when fitting ends
+
+    def _print(self, trainer: Trainer) -> None:
+        metrics = self.window.closed
+        if metrics is None or not trainer.is_global_zero:
+            return
+        step, total = trainer.global_step, trainer.max_steps
+        parts = [
+            f"[train] step {step}/{total}",
+            f"loss {metrics['train/loss']:.4f}",
+            f"error {metrics['train/error']:.4f}",
+            f"lr {trainer.optimizers[0].param_groups[0]['lr']:.4g}",
+        ]
+        if self.val_error is not None:
+            parts.append(f"val error {self.val_error:.4f}")
+        parts.append(f"{self.window.throughput_img_s:.0f} img/s")
+        if self._started is not None and step > self._started[1] and total > step:
+            seconds_per_step = (time.perf_counter() - self._started[0]) / (step - self._started[1])
+            parts.append(f"~{duration(seconds_per_step * (total - step))} left")
+        print("  ".join(parts), flush=True)
 
 
 # --- gradient flow --------------------------------------------------------------------------

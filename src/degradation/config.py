@@ -72,8 +72,9 @@ Compile.__doc__ = "torch.compile mode; auto: reduce-overhead (CUDA graphs) on CU
 
 
 class LoggerKind(str, Enum):
-    csv = "csv"  # metrics.csv only
-    wandb = "wandb"  # metrics.csv and a W&B run
+    csv = "csv"  # metrics.csv (always written)
+    wandb = "wandb"  # a W&B run
+    tensorboard = "tensorboard"  # TensorBoard event files in RUN_DIR/tensorboard
 
 
 class WandbMode(str, Enum):
@@ -217,11 +218,37 @@ class WandbConfig:
     init_timeout: float = checked(15.0, POSITIVE)  # seconds an online start may take
 
 
+# `logger.kind`: one LoggerKind, or several. Each option of the config group `logger` adds its
+# name to a mapping ({csv: true}), so that Hydra's list of group options, `logger=[csv,
+# tensorboard]`, merges into {csv: true, tensorboard: true} (a list would be replaced by the last
+# option's). A plain name (`logger.kind=wandb`, saved configs of earlier versions) or a list of
+# names mean the same; `logger_kinds` reads all three forms.
+LOGGER_KINDS = Rule(
+    "choose csv, wandb or tensorboard, or several: logger=[csv,tensorboard]",
+    lambda v: bool(logger_kinds(v)) and set(logger_kinds(v)) <= {k.value for k in LoggerKind},
+)
+
+
+def logger_kinds(kind: Any) -> list[str]:
+    """The logger names `logger.kind` selects, in order, each once: 'wandb' -> ['wandb'],
+    {csv: true, tensorboard: true} -> ['csv', 'tensorboard'], ['csv', 'wandb'] -> the same."""
+    if kind is None:
+        names = []
+    elif isinstance(kind, str | Enum):
+        names = [value(kind)]
+    elif hasattr(kind, "items"):
+        names = [str(name) for name, chosen in kind.items() if chosen]
+    else:
+        names = [value(name) for name in kind]
+    return list(dict.fromkeys(names))
+
+
 @dataclass
 class LoggerConfig:
-    """Config group `logger`: `csv` (default) or `wandb`; metrics.csv is always written."""
+    """Config group `logger`: `csv` (default), `wandb`, `tensorboard`, or several at once
+    (`logger=[wandb,tensorboard]`); metrics.csv is always written."""
 
-    kind: LoggerKind = LoggerKind.csv
+    kind: Any = checked("csv", LOGGER_KINDS)  # see LOGGER_KINDS above
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 

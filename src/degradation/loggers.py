@@ -1,10 +1,26 @@
-"""The run's Lightning loggers: metrics.csv always, plus one W&B run with `logger=wandb`.
+"""The run's Lightning loggers: metrics.csv always, plus W&B and TensorBoard when chosen.
 
-    build_loggers(cfg, run_dir, keep_rows)   # [MetricsCSVLogger] (+ WandbLogger); starts W&B
+    build_loggers(cfg, run_dir, keep_rows, resume_step)  # [MetricsCSVLogger, ...]; starts W&B
     finish_wandb(summary)         # summary.json's figures into the W&B run, then finish it
 
+`logger.kind` (config.logger_kinds) names the loggers: `csv` (always on), `wandb`,
+`tensorboard`, or several (`logger=[wandb,tensorboard]`). Every logger gets the same rows under
+the same names (callbacks.MetricWindow, GradientFlow, Lightning's val/ and test/ rows), at the
+trainer's step.
+
 metrics.csv is written by `MetricsCSVLogger`, Lightning's CSVLogger made to continue the file of
-a resumed run instead of deleting it.
+a resumed run instead of deleting it. TensorBoard: Lightning's TensorBoardLogger, event files in
+RUN_DIR/tensorboard; a resumed run sets `purge_step`, so TensorBoard hides what the killed run
+logged after its checkpoint.
+
+W&B: one W&B run per run folder. Its id is made at the folder's first W&B start and kept in the
+folder (rundir.WANDB_RUN_ID); every later start (a resume after a kill or preemption) continues
+that run (`resume="allow"`). W&B's own step is the trainer's step, so the history holds one row
+per step, and `WandbRunLogger` leaves out the steps this W&B run already holds: online, W&B says
+where its history ends (`run.starting_step`); offline, wandb cannot ask a server (a resumed
+offline run starts from step 0), so the end is read from the run's earlier folders
+(wandb_files.py). The resumed run trains those steps again from its checkpoint, to the same
+numbers, so nothing is lost; `wandb sync` of all the run's folders uploads them into one run.
 
 W&B mode (`logger.wandb.mode`): `auto` is online when an API key or a `wandb login` is found
 and offline otherwise; an online start that fails (no network, bad key) falls back to offline
@@ -12,13 +28,16 @@ with a one-line warning after `logger.wandb.init_timeout` seconds. wandb never p
 nothing changes the process environment beyond the job, so every job of a Hydra multirun is
 its own W&B run. Only the global-rank-0 process of a DDP job makes a W&B run.
 
-wandb is imported here only, and only when a W&B run is made: it is an optional dependency.
+wandb and tensorboard are imported only when chosen: they are optional dependencies.
+
+Over 300 lines: the one home of the run's loggers, W&B's start, resume and finish included.
 """
 
 from __future__ import annotations
 
 import netrc
 import os
+import secrets
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,16 +47,25 @@ from urllib.parse import urlsplit
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from omegaconf import DictConfig, OmegaConf
 
 from degradation.choices import value
-from degradation.config import variant_name
+from degradation.config import logger_kinds, variant_name
 from degradation.distributed import is_global_zero
 from degradation.environment import git_root, git_state
 from degradation.errors import first_line
-from degradation.rundir import METRICS, config_hash, cut_csv_rows
+from degradation.rundir import (
+    METRICS,
+    TENSORBOARD,
+    config_hash,
+    cut_csv_rows,
+    read_metrics,
+    read_wandb_run_id,
+    write_wandb_run_id,
+)
+from degradation.wandb_files import last_step, segments, written
 
 DEFAULT_PROJECT = "degradation"
 DEFAULT_HOST = "https://api.wandb.ai"
@@ -51,13 +79,23 @@ class _WandbSession:
     run: Any
     mode: str  # "online" or "offline"
     saved_env: dict[str, str | None]
+    first_step: int  # the first step this start logs: the W&B run holds the steps before it
 
 
 _session: _WandbSession | None = None  # the W&B run of the job in progress, if any
 
 
+def chosen_loggers(cfg: DictConfig) -> list[str]:
+    """The names `logger.kind` chooses: ['csv'], ['wandb', 'tensorboard'], ..."""
+    return logger_kinds(OmegaConf.select(cfg, "logger.kind", default="csv"))
+
+
 def wandb_requested(cfg: DictConfig) -> bool:
-    return value(OmegaConf.select(cfg, "logger.kind", default="csv")) == "wandb"
+    return "wandb" in chosen_loggers(cfg)
+
+
+def tensorboard_requested(cfg: DictConfig) -> bool:
+    return "tensorboard" in chosen_loggers(cfg)
 
 
 def has_wandb_credentials(environ: Mapping[str, str] = os.environ) -> bool:
@@ -113,19 +151,81 @@ def variant_group(cfg: DictConfig) -> str:
     return f"{prefix}/{variant_name(cfg)} #{digest}"
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path, keep_rows: int | None = None) -> list:
-    """[MetricsCSVLogger(run_dir, keep_rows)] plus, with `logger=wandb` on global rank 0, a
-    WandbLogger."""
+def build_loggers(
+    cfg: DictConfig, run_dir: Path, keep_rows: int | None = None, resume_step: int | None = None
+) -> list:
+    """[MetricsCSVLogger(run_dir, keep_rows)], plus a TensorBoardLogger with
+    `logger=tensorboard` and, on global rank 0, a WandbRunLogger with `logger=wandb`.
+    `resume_step`: the checkpoint's step a resumed run continues from (None: a fresh start)."""
+    run_dir = Path(run_dir)
     loggers: list = [MetricsCSVLogger(run_dir, keep_rows)]
-    if not wandb_requested(cfg) or not is_global_zero():
-        return loggers
-    session = _start_wandb_run(cfg, Path(run_dir))
-    if session is not None:
-        from lightning.pytorch.loggers import WandbLogger
-
-        log_model = bool(cfg.logger.wandb.log_model) and session.mode == "online"
-        loggers.append(WandbLogger(experiment=session.run, log_model=log_model))
+    if tensorboard_requested(cfg):
+        loggers.append(tensorboard_logger(run_dir, resume_step))
+    if wandb_requested(cfg) and is_global_zero():
+        session = _start_wandb_run(cfg, run_dir)
+        if session is not None:
+            if resume_step is not None:
+                backfill_wandb(session.run, run_dir, session.first_step, resume_step)
+            log_model = bool(cfg.logger.wandb.log_model) and session.mode == "online"
+            loggers.append(WandbRunLogger(session.run, session.first_step, log_model))
     return loggers
+
+
+def backfill_wandb(run: Any, run_dir: Path, first_step: int, resume_step: int) -> None:
+    """Log the metrics.csv rows of steps first_step .. resume_step - 1 into the W&B run: the
+    steps its history lacks before the checkpoint a run resumes from (a kill that lost W&B's
+    last rows, an upload that lagged, or W&B added on a rerun). metrics.csv holds every row up
+    to the checkpoint (gradient norms only as its narrow columns)."""
+    rows: dict[int, dict[str, float]] = {}
+    for column, points in read_metrics(run_dir).items():
+        for step, number in points:
+            if first_step <= step < resume_step:
+                rows.setdefault(step, {})[column] = number
+    for step in sorted(rows):
+        run.log({**rows[step], STEP_METRIC: step}, step=step)
+    if rows:
+        print(f"[wandb] steps {min(rows)}-{max(rows)} logged from metrics.csv (W&B lacked them)")
+
+
+def tensorboard_logger(run_dir: Path, resume_step: int | None):
+    """Lightning's TensorBoardLogger writing RUN_DIR/tensorboard (each fit, validate and test
+    opens a new event file there; TensorBoard reads them as one run).
+
+    A resumed run logs again from its checkpoint's step: first a purge mark is written there
+    (torch's SummaryWriter(purge_step=...), an event file of its own, so that Lightning's later
+    writers do not repeat it), after which TensorBoard hides the events the killed run wrote
+    from that step on: each step shows once."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    log_dir = run_dir / TENSORBOARD
+    if resume_step is not None and log_dir.is_dir() and is_global_zero():
+        from torch.utils.tensorboard import SummaryWriter
+
+        SummaryWriter(str(log_dir), purge_step=resume_step).close()
+    return TensorBoardLogger(
+        save_dir=run_dir,
+        name=TENSORBOARD,
+        version="",  # no version_N subfolder: one run folder, one TensorBoard run
+        default_hp_metric=False,  # no placeholder `hp_metric` scalar
+    )
+
+
+class WandbRunLogger(WandbLogger):
+    """Lightning's WandbLogger on a started W&B run, logging each row at W&B step = trainer
+    step (one history row per step: the rows of a step merge) and leaving out the steps before
+    `first_step`, which this W&B run already holds from an earlier start (a killed run trains
+    them again from its checkpoint). Lightning's module imports no wandb: this one neither."""
+
+    def __init__(self, run: Any, first_step: int, log_model: bool = False):
+        super().__init__(experiment=run, log_model=log_model)
+        self.first_step = first_step
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if step is None:  # Lightning always gives one; without it W&B counts on its own
+            super().log_metrics(metrics)
+        elif step >= self.first_step:
+            self.experiment.log({**metrics, STEP_METRIC: step}, step=step)
 
 
 def _init_args(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -149,7 +249,19 @@ def _init_args(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         tags=tags,
         config=config,
         dir=wandb_dir,
+        id=_wandb_run_id(run_dir),
+        resume="allow",  # the folder's W&B run: continued if it exists, else created
     )
+
+
+def _wandb_run_id(run_dir: Path) -> str:
+    """The run folder's W&B run id, made and kept at its first W&B start: 12 random hex
+    digits (W&B ids are letters and digits; wandb's own generator is not public API)."""
+    run_id = read_wandb_run_id(run_dir)
+    if run_id is None:
+        run_id = secrets.token_hex(6)
+        write_wandb_run_id(run_dir, run_id)
+    return run_id
 
 
 def _start_wandb_run(cfg: DictConfig, run_dir: Path) -> _WandbSession | None:
@@ -177,16 +289,38 @@ def _start_wandb_run(cfg: DictConfig, run_dir: Path) -> _WandbSession | None:
         except Exception as err:  # network down, bad key, server error: keep training
             reason = first_line(err)
             print(f"[wandb] warning: online start failed ({reason}): logging offline")
+            # wandb's service still holds the run id of the failed start: a new service
+            wandb.teardown()
             _restore_env(saved_env)
             mode = "offline"
     if run is None:
-        run = wandb.init(mode="offline", settings=wandb.Settings(**settings), **args)
+        try:
+            run = wandb.init(mode="offline", settings=wandb.Settings(**settings), **args)
+        except Exception as err:  # e.g. a shared wandb service (WANDB_SERVICE) that still
+            # holds this run for a killed process: train on, metrics.csv has every row
+            print(f"[wandb] warning: could not start W&B ({first_line(err)}): metrics.csv only")
+            _restore_env(saved_env)
+            return None
     run.define_metric(STEP_METRIC)
     run.define_metric("*", step_metric=STEP_METRIC, step_sync=True)
+    first_step = _first_new_step(run, mode)
     where = run.url if mode == "online" else run.settings.sync_dir
-    print(f"[wandb] {mode} run '{args['name']}' (group '{args['group']}'): {where}")
-    _session = _WandbSession(run=run, mode=mode, saved_env=saved_env)
+    resumed = f", continued from step {first_step}" if first_step else ""
+    print(f"[wandb] {mode} run '{args['name']}' (group '{args['group']}'{resumed}): {where}")
+    _session = _WandbSession(run=run, mode=mode, saved_env=saved_env, first_step=first_step)
     return _session
+
+
+def _first_new_step(run: Any, mode: str) -> int:
+    """The first step this start may log: the W&B run holds the steps before it. Online, W&B
+    says (its history's last step + 1); offline, wandb starts a resumed run at 0, so the run's
+    earlier folders next to this one are read."""
+    if mode == "online":
+        return int(run.starting_step)
+    this = Path(run.settings.sync_dir)
+    earlier = [p for p in segments(this.parent, run.id) if p != this]
+    last = last_step(earlier)
+    return 0 if last is None else last + 1
 
 
 def _git_settings() -> dict[str, Any]:
@@ -224,8 +358,16 @@ def finish_wandb(summary: Mapping[str, Any]) -> None:
     finally:
         _restore_env(session.saved_env)
     if session.mode == "offline":
-        sync_dir = session.run.settings.sync_dir
-        print(f"[wandb] offline run saved; upload with: wandb sync {shlex.quote(str(sync_dir))}")
+        print(f"[wandb] offline run saved; upload with: {sync_command(session.run)}")
+
+
+def sync_command(run: Any) -> str:
+    """`wandb sync` of every offline folder of the run that holds anything (its earlier starts
+    too): wandb uploads them into the one run, in order of start time."""
+    this = Path(run.settings.sync_dir)
+    folders = [p for p in segments(this.parent, run.id) if p.name.startswith("offline-run-")]
+    folders = [p for p in folders if p == this or written(p)]
+    return "wandb sync " + " ".join(shlex.quote(str(p)) for p in folders)
 
 
 def _restore_env(saved: Mapping[str, str | None]) -> None:

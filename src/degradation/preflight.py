@@ -93,7 +93,7 @@ def _first_line(err: BaseException | None) -> str:
 def _explain(err: Exception, overrides: list[str], config_name: str) -> str:
     if isinstance(err, MissingConfigException):
         group = getattr(err, "missing_cfg_file", "") or ""
-        options = sorted(getattr(err, "options", None) or [])
+        options = sorted(getattr(err, "options", None) or _group_options(group))
         bad = next((o for o in overrides if group and o.startswith(group.split("/")[0] + "=")), "")
         if options:
             return f"{bad or group}: no such option; choose one of: {', '.join(options)}"
@@ -111,6 +111,18 @@ def _explain(err: Exception, overrides: list[str], config_name: str) -> str:
     if "is not a valid bool" in detail:
         detail += "; choose true or false"
     return f"{head}: {detail}" if detail else head
+
+
+def _group_options(missing: str) -> list[str]:
+    """The options of the config group of a missing 'group/option' (Hydra names none for one
+    of a list of options, `logger=[csv,mlflow]`)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    group = missing.rpartition("/")[0]
+    try:
+        return GlobalHydra.instance().config_loader().get_group_options(group) if group else []
+    except Exception:
+        return []
 
 
 def _valid_keys(config_name: str, parent: str) -> list[str]:
@@ -132,11 +144,11 @@ def compose_checked(overrides: list[str], config_name: str = "config") -> DictCo
 
 def check_command_line(argv: list[str]) -> list[DictConfig]:
     """Raises UserError on the first bad value; returns the composed configs it checked."""
-    from degradation.data import load_images
-
     overrides, config_name, check = split_command_line(argv)
     if not check:
-        return []
+        return []  # --help, --shell-completion, ...: no torch import (seconds) for those
+    from degradation.data import load_images
+
     try:
         variants = job_variants(overrides)
     except OverrideParseException as err:
@@ -311,14 +323,18 @@ def check_architecture(cfg: DictConfig) -> None:
 
 
 def check_logger_available(cfg: DictConfig) -> None:
-    """`logger=wandb` without wandb installed is a user mistake."""
+    """A chosen logger whose optional package is not installed is a user mistake."""
     from degradation.choices import value
-    from degradation.loggers import wandb_requested
+    from degradation.loggers import tensorboard_requested, wandb_requested
 
-    if not wandb_requested(cfg) or value(cfg.logger.wandb.mode) == "disabled":
-        return
-    if importlib.util.find_spec("wandb") is None:
+    wandb_on = wandb_requested(cfg) and value(cfg.logger.wandb.mode) != "disabled"
+    if wandb_on and importlib.util.find_spec("wandb") is None:
         raise UserError(
             "logger=wandb: the wandb package is not installed; `pip install wandb`, "
             "or choose logger=csv (or logger.wandb.mode=disabled)"
+        )
+    if tensorboard_requested(cfg) and importlib.util.find_spec("tensorboard") is None:
+        raise UserError(
+            "logger=tensorboard: the tensorboard package is not installed; "
+            "`pip install tensorboard` (or degradation[tensorboard]), or choose logger=csv"
         )

@@ -29,6 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from degradation.config import RunConfig
+from degradation.console import quiet_third_party
 from degradation.errors import UserError, first_line
 from degradation.preflight import check_command_line
 from degradation.resolvers import register_recipe_resolvers
@@ -49,12 +50,19 @@ def _run_dir_name(overrides) -> str:
     return run_dir_name(overrides)
 
 
+def _settings_help() -> str:
+    from degradation.cli_help import settings_help  # the schema's keys, for --help
+
+    return settings_help()
+
+
 def register() -> None:
     """The schema (`schema` in Hydra's ConfigStore), every resolver the configs use, and the
     warning filters; idempotent."""
     ConfigStore.instance().store(name="schema", node=RunConfig)
     register_recipe_resolvers()
     OmegaConf.register_new_resolver("run_dir_name", _run_dir_name, replace=True)
+    OmegaConf.register_new_resolver("degradation_settings", _settings_help, replace=True)
     # The launcher configs (conf/hydra/launcher/) size themselves with these.
     for name in ("visible_gpus", "gpu_job_slots"):
         OmegaConf.register_new_resolver(name, _gpu_resolver(name), replace=True)
@@ -63,6 +71,7 @@ def register() -> None:
     warnings.filterwarnings(
         "ignore", r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema", UserWarning
     )
+    quiet_third_party()  # Lightning's advertising tips, a deprecation inside Lightning
 
 
 register()
@@ -75,6 +84,7 @@ def hydra_entry(cfg: DictConfig) -> dict[str, Any]:
     from degradation.resume import RunDirBusy
     from degradation.train import train
 
+    quiet_third_party()  # again: a parallel launcher's worker process never ran register()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     try:

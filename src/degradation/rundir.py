@@ -9,6 +9,10 @@
       grad_norms.csv        gradient norms every `grad_every` steps (callbacks.GradientFlow)
       layer_responses.json  std of each 3×3 layer's response at the end (He et al. 2015, Fig. 7)
       checkpoints/          last.ckpt (resume), best.ckpt (lowest val/error)
+      wandb_run_id          with logger=wandb: the folder's W&B run id, made once (a resumed
+                            run continues that W&B run; loggers.py)
+      wandb/                with logger=wandb: wandb's own files, one folder per start
+      tensorboard/          with logger=tensorboard: TensorBoard event files
       analysis/             landscape.npz, lesion.json and their figures (degradation.analyze)
 
 Every JSON and checkpoint file is replaced in one rename (`atomic_writer`), so a kill leaves the
@@ -66,6 +70,8 @@ LOCK = "run.lock"
 RESUME_KEY = "resume"
 STATE_KEY = "degradation"
 ANALYSIS = "analysis"
+WANDB_RUN_ID = "wandb_run_id"
+TENSORBOARD = "tensorboard"
 LANDSCAPE = "landscape.npz"
 LESION = "lesion.json"
 
@@ -281,12 +287,22 @@ def write_job_config(run_dir: Path, cfg: DictConfig) -> None:
         atomic_write_text(folder / "overrides.yaml", overrides)
 
 
+def write_wandb_run_id(run_dir: Path, run_id: str) -> None:
+    """Record the folder's W&B run id, once: UserError if it already holds one."""
+    path = Path(run_dir) / WANDB_RUN_ID
+    if path.exists():
+        raise UserError(f"{path} already holds a W&B run id; a run folder has one W&B run")
+    atomic_write_text(path, run_id + "\n")
+
+
 def clear_run(run_dir: Path) -> None:
-    """Remove what a run wrote (checkpoints, metrics.csv, summary.json) so it starts afresh;
-    Hydra's .hydra/ and other tools' files stay."""
+    """Remove what a run wrote (checkpoints, metrics.csv, summary.json, TensorBoard events) so
+    it starts afresh, and its W&B run id, so that the fresh start is a new W&B run; Hydra's
+    .hydra/ and the W&B files of earlier runs stay."""
     run_dir = Path(run_dir)
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
-    for name in (METRICS, SUMMARY):
+    shutil.rmtree(run_dir / TENSORBOARD, ignore_errors=True)
+    for name in (METRICS, SUMMARY, WANDB_RUN_ID):
         (run_dir / name).unlink(missing_ok=True)
     remove_torn_writes(run_dir)
 
@@ -330,6 +346,14 @@ def read_json(path: Path) -> Any:
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     return read_json(Path(run_dir) / SUMMARY)
+
+
+def read_wandb_run_id(run_dir: Path) -> str | None:
+    """The folder's W&B run id (`write_wandb_run_id`), or None before its first W&B start."""
+    path = Path(run_dir) / WANDB_RUN_ID
+    if not path.is_file():
+        return None
+    return path.read_text().strip() or None
 
 
 def read_layer_responses(run_dir: Path) -> dict[str, Any] | None:

@@ -37,10 +37,12 @@ from degradation.callbacks import (
     Interruption,
     LastCheckpoint,
     MetricWindow,
+    ProgressLines,
     RunInterrupted,
 )
 from degradation.choices import value
 from degradation.config import model_kwargs, variant_name
+from degradation.console import interactive
 from degradation.data import ImageDataModule, per_device_batch_size
 from degradation.ddp_relaunch import end_job_processes
 from degradation.distributed import cluster_plugins, distributed_trainer_args, is_global_zero
@@ -92,24 +94,41 @@ class _Callbacks:
         self.faults = FaultInjection(cfg.seed)
         self.gradients = GradientFlow(run_dir, cfg.grad_every)
         self.clock = CompileClock(speed)
+        self.progress_bar, lines = _progress_display(cfg)
+        self.lines = ProgressLines(self.window) if lines else None
 
     def all(self) -> list:
-        # the window before Divergence, which reads it; Lightning runs checkpoints last, and
-        # last.ckpt after best.ckpt, so that it holds best's latest state
-        callbacks = [self.window, self.divergence, self.gradients, self.clock, self.best]
-        callbacks += [self.interruption, self.last]
+        # the window before Divergence and ProgressLines, which read it; Lightning runs
+        # checkpoints last, and last.ckpt after best.ckpt, so that it holds best's latest state
+        callbacks = [self.window, self.divergence, *([self.lines] if self.lines else [])]
+        callbacks += [self.gradients, self.clock, self.best, self.interruption, self.last]
         return callbacks + ([self.faults] if self.faults.active else [])
 
 
-def _trainer(cfg: DictConfig, run_dir: Path, callbacks: _Callbacks, keep_rows, speed: Speed):
+def _progress_display(cfg: DictConfig) -> tuple[bool, bool]:
+    """(Lightning's progress bar, ProgressLines): the bar on a terminal, plain lines elsewhere
+    (a SLURM log, CI, `| tee`); neither with trainer.enable_progress_bar=false."""
+    wanted = bool(cfg.trainer.enable_progress_bar)
+    return wanted and interactive(), wanted and not interactive()
+
+
+def _loggers(cfg: DictConfig, run_dir: Path, plan: ResumePlan) -> list:
+    """metrics.csv, plus W&B and TensorBoard when chosen; a resumed run's loggers continue
+    from its checkpoint (metrics.csv cut back to the rows it had seen)."""
+    resume_step = plan.step if plan.checkpoint is not None else None
+    return build_loggers(cfg, run_dir, plan.metrics_rows, resume_step)
+
+
+def _trainer(cfg: DictConfig, run_dir: Path, callbacks: _Callbacks, plan: ResumePlan, speed: Speed):
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_args.update(precision=speed.precision, benchmark=speed.benchmark)
+    trainer_args.update(enable_progress_bar=callbacks.progress_bar)
     # DDP that relaunches this job (not the sweep), a GPU per parallel job
     trainer_args = distributed_trainer_args(trainer_args, cfg.jobs_per_gpu)
     return L.Trainer(
         **trainer_args,
         check_val_every_n_epoch=None,  # validate every val_check_interval *steps*
-        logger=build_loggers(cfg, run_dir, keep_rows),  # metrics.csv, plus W&B with logger=wandb
+        logger=_loggers(cfg, run_dir, plan),
         callbacks=callbacks.all(),
         plugins=[AtomicCheckpointIO(), *cluster_plugins()],
         use_distributed_sampler=False,  # the data module's sampler shards by rank itself
@@ -195,7 +214,7 @@ def _run(
         prepare_model(model, speed)  # channels_last, torch.compile (in place)
         module = Classifier(model, cfg.optim, fused_sgd=speed.fused_sgd)
         callbacks = _Callbacks(cfg, run_dir, run_hash, speed, plan, data, interruption)
-        trainer = _trainer(cfg, run_dir, callbacks, plan.metrics_rows, speed)
+        trainer = _trainer(cfg, run_dir, callbacks, plan, speed)
         summary["world_size"] = trainer.world_size
         summary["per_device_batch_size"] = per_device_batch_size(
             cfg.data.batch_size, trainer.world_size

@@ -21,6 +21,13 @@ DESCRIPTION = (
     "layer responses (Fig. 7) of runs that predate their measurement."
 )
 
+EXAMPLES = """examples:
+  python -m degradation.analyze landscape outputs/sweeps/demo      # every run of the sweep
+  python -m degradation.analyze lesion outputs/sweeps/demo --checkpoint best --limit 1000
+  python -m degradation.analyze responses outputs/runs/default     # Fig. 7 of older runs
+  python -m degradation.analyze landscape --help                   # a subcommand's options
+"""
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, except that a mistake is a UserError (one line, exit 2) instead of usage."""
@@ -30,7 +37,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m degradation.analyze", description=DESCRIPTION)
+    parser = _Parser(
+        prog="python -m degradation.analyze",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(
         dest="command", metavar="{landscape,lesion,responses}", required=True
     )

@@ -14,12 +14,20 @@ from pathlib import Path
 from degradation.errors import UserError
 
 WANDB_MODULE = "degradation.report.wandb"
+EXAMPLES = """examples:
+  python -m degradation.report outputs/sweeps/demo        # -> outputs/sweeps/demo/report/
+  python -m degradation.report outputs --out my_report     # every run below outputs/
+  python -m degradation.report outputs/sweeps/demo --wandb my-team/degradation --dry-run
+      # also the W&B report, its spec written to OUT/wandb_report.json (no --dry-run: to W&B)
+"""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m degradation.report",
         description="Figures, tables, verdict and provenance from run folders below PATH.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("path", type=Path, help="a run, sweep or output folder (searched below)")
     parser.add_argument("--out", type=Path, help="where to write the report (default PATH/report)")

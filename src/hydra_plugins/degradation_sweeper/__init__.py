@@ -9,14 +9,17 @@
 - A job whose run folder another process holds (e.g. the same sweep started twice) is `busy`:
   not trained here, not a failure, but not done by this sweep either, so the sweep also ends
   with one line and exit code 1, saying where to look.
+- Each job prints one line as it starts and one as it ends (`JobLines`), with its number
+  i/N, its outcome, its time and an estimate of the sweep's time left.
 
 The basic sweeper is subclassed, not copied: it lives in Hydra's `_internal` package, and only
-its documented override points (`split_arguments`, `sweep`) are used.
+its public methods (`setup`, `split_arguments`, `get_job_batch`, `sweep`) are overridden.
 """
 
 # No `from __future__ import annotations`: Hydra executes plugin modules outside
 # sys.modules, where dataclasses cannot resolve string annotations.
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +60,59 @@ def drop_duplicate_plain_jobs(jobs: list[list[str]]) -> tuple[list[list[str]], l
     return kept, skipped
 
 
+class JobLines:
+    """The sweep's task function, printing a line as each job starts and one as it ends:
+
+        [sweep] job 2/4 started: depth=56 skip=none
+        [sweep] job 2/4 completed in 1m 05s: depth=56 skip=none; about 2m 10s left
+
+    The time left is the sweep's time so far per finished job, times the jobs left. The lines
+    are printed by the job itself, in whatever process the launcher runs it: with the basic
+    launcher jobs run one after another and so do their lines; a parallel launcher (joblib)
+    runs k jobs at once, so lines of different jobs interleave (each line stays whole), and
+    job i ends after about i/k job-times, which the same estimate still extrapolates; under
+    submitit each job's lines go to its own log. The estimate counts jobs by their number, so
+    with jobs finishing out of order it is a rough one.
+    """
+
+    def __init__(self, task_function: Callable[[Any], Any]):
+        self.task_function = task_function
+        self.total = 0  # jobs in the sweep, set by the sweeper before the first launch
+        self.sweep_started = time.time()  # wall clock: parallel workers are other processes
+
+    def __call__(self, cfg: Any) -> Any:
+        from hydra.core.hydra_config import HydraConfig
+
+        from degradation.console import duration
+
+        hydra = HydraConfig.get()
+        number, job = hydra.job.num + 1, " ".join(hydra.overrides.task)
+        print(f"[sweep] job {number}/{self.total} started: {job}", flush=True)
+        started, status = time.time(), "failed"
+        try:
+            result = self.task_function(cfg)
+            status = result.get("status", "done") if isinstance(result, dict) else "done"
+            return result
+        finally:
+            now = time.time()
+            line = f"[sweep] job {number}/{self.total} {status} in {duration(now - started)}: {job}"
+            if number < self.total:
+                left = (now - self.sweep_started) / number * (self.total - number)
+                line += f"; about {duration(left)} left"
+            print(line, flush=True)
+
+
 class DegradationSweeper(BasicSweeper):
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        self.job_lines = JobLines(task_function)
+        super().setup(hydra_context=hydra_context, task_function=self.job_lines, config=config)
+
+    def get_job_batch(self) -> Sequence[Sequence[str]]:
+        if self.batch_index == 0:  # the sweep's jobs are known, none launched yet
+            self.job_lines.total = sum(len(batch) for batch in self.overrides)
+            self.job_lines.sweep_started = time.time()
+        return super().get_job_batch()
+
     @staticmethod
     def split_arguments(overrides, max_batch_size):
         batches = BasicSweeper.split_arguments(overrides, max_batch_size=None)

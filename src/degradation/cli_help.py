@@ -1,0 +1,79 @@
+"""The settings part of `python -m degradation.run --help`, generated from the schema.
+
+Hydra prints the app help from conf/hydra/help/degradation.yaml, whose template calls the
+resolver `degradation_settings` (registered by run.register): one line per top-level key of
+`config.RunConfig`, in the schema's order, with its default, its choices where its type is an
+Enum, and the line from `SETTINGS` below. Keys, defaults and choices come from the schema, so
+they cannot drift from it; tests/test_console.py checks that every key has its line here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from enum import Enum
+from typing import Any
+
+from degradation.choices import value
+from degradation.config import RunConfig
+
+SETTINGS = {
+    "depth": "layers: 6n+2 for cifar (20, 32, 44, 56, 110), 9n+2 with bottlenecks",
+    "skip": "plain, residual F(x)+x, or concat + 1x1 conv",
+    "shortcut": "where shapes change: the paper's A, B, C",
+    "family": "the paper's CIFAR (Sec. 4.2) or ImageNet (Table 1) nets",
+    "block": "null: basic for cifar, by depth for imagenet",
+    "width": "channel multiplier",
+    "preact": "pre-activation blocks (He et al. 2016)",
+    "zero_init_residual": "each residual branch's last BN starts at gamma = 0",
+    "seed": "model init, data order and augmentation",
+    "name": "the experiment: its runs go to output_root/{runs,sweeps}/NAME",
+    "output_root": "where run folders are made",
+    "log_every": "steps per training-metric window (one line, one metrics row)",
+    "checkpoint_every": "steps between checkpoints/last.ckpt (what a rerun resumes from)",
+    "resume": "a rerun skips a finished run, resumes an unfinished one; false: afresh",
+    "diverge_loss": "a window's loss above this (or NaN) stops the run as diverged",
+    "grad_every": "steps between gradient-norm rows (grad_norms.csv); 0: off",
+    "compile": "torch.compile; auto: reduce-overhead on CUDA, none on CPU",
+    "channels_last": "channels-last weights; null: on CUDA",
+    "fused_sgd": "SGD's fused kernel; null: on CUDA",
+    "jobs_per_gpu": "parallel sweep jobs sharing one GPU (hydra/launcher=joblib)",
+    "data": "the dataset: group data=NAME; data.batch_size, data.root, ...",
+    "optim": "SGD and its schedule: optim.lr, optim.milestones, optim.warmup_lr, ...",
+    "trainer": "Lightning's Trainer: trainer.max_steps, trainer.devices, ...",
+    "logger": "group logger=csv|wandb|tensorboard, or a list: logger=[csv,tensorboard]",
+}
+
+
+def schema_keys() -> list[str]:
+    return [f.name for f in dataclasses.fields(RunConfig)]
+
+
+def settings_help() -> str:
+    """One line per top-level key: 'key=default  {choices}  what it sets'."""
+    hints = typing.get_type_hints(RunConfig)
+    defaults = RunConfig()
+    lines = []
+    for key in schema_keys():
+        default = getattr(defaults, key)
+        shown = f"{key}.*" if dataclasses.is_dataclass(default) else f"{key}={_text(default)}"
+        choices = _choices(hints[key])
+        about = " ".join(p for p in (choices, SETTINGS.get(key, "")) if p)
+        lines.append(f"  {shown:<26} {about}".rstrip())
+    return "\n".join(lines)
+
+
+def _text(default: Any) -> str:
+    if default is None:
+        return "null"
+    if isinstance(default, bool):
+        return str(default).lower()
+    return str(value(default))
+
+
+def _choices(hint: Any) -> str:
+    """'{none,add,concat}' for an Enum type (also inside Optional[...]), else ''."""
+    for candidate in (hint, *typing.get_args(hint)):
+        if isinstance(candidate, type) and issubclass(candidate, Enum):
+            return "{" + ",".join(str(m.value) for m in candidate) + "}"
+    return ""
