@@ -20,8 +20,8 @@ from degradation.config import RunConfig
 SETTINGS = {
     "depth": "layers: 6n+2 for cifar (20, 32, 44, 56, 110), 9n+2 with bottlenecks",
     "skip": "plain, residual F(x)+x, or concat + 1x1 conv",
-    "shortcut": "where shapes change: the paper's A, B, C",
-    "family": "the paper's CIFAR (Sec. 4.2) or ImageNet (Table 1) nets",
+    "shortcut": "where shapes change: the paper's A, B, C (keras: all_projection)",
+    "family": "the paper's CIFAR (Sec. 4.2) or ImageNet (Table 1) nets, or keras (depth 50)",
     "block": "null: basic for cifar, by depth for imagenet",
     "width": "channel multiplier",
     "preact": "pre-activation blocks (He et al. 2016)",
@@ -56,14 +56,20 @@ def settings_help() -> str:
     lines = []
     for key in schema_keys():
         default = getattr(defaults, key)
-        shown = f"{key}.*" if dataclasses.is_dataclass(default) else f"{key}={_text(default)}"
+        shown = f"{key}.*" if dataclasses.is_dataclass(default) else f"{key}={_text(default, key)}"
         choices = _choices(hints[key])
         about = " ".join(p for p in (choices, SETTINGS.get(key, "")) if p)
         lines.append(f"  {shown:<26} {about}".rstrip())
     return "\n".join(lines)
 
 
-def _text(default: Any) -> str:
+# Defaults that are interpolations (resolved per run), shown as what they resolve to.
+RESOLVED_DEFAULTS = {"shortcut": "zero_pad"}
+
+
+def _text(default: Any, key: str = "") -> str:
+    if key in RESOLVED_DEFAULTS:
+        return RESOLVED_DEFAULTS[key]
     if default is None:
         return "null"
     if isinstance(default, bool):
