@@ -121,13 +121,16 @@ def _analysis_images(runs: list[Run], out: Path) -> tuple[list[Image], list[Unre
 def _unreadable_blocks(unreadable: list[Unreadable], root: Path) -> list[Block]:
     if not unreadable:
         return [Heading(UNREADABLE_TITLE), Paragraph("None: every file of every run was read.")]
+    folders = len({u.run_dir for u in unreadable})
     left_out = len({u.run_dir for u in unreadable if u.left_out})
+    kept = f", the other {folders - left_out} are in it without the file named" * bool(
+        folders - left_out
+    )
     return [
         Heading(UNREADABLE_TITLE),
         Paragraph(
-            f"{len(unreadable)} file(s) of {len({u.run_dir for u in unreadable})} run folder(s) "
-            f"could not be read; {left_out} run(s) are left out of everything above, the "
-            "others are in it without the file named."
+            f"{len(unreadable)} file(s) of {folders} run folder(s) could not be read; "
+            f"{left_out} run(s) are left out of everything above{kept}."
         ),
         tables.unreadable_table(unreadable, root),
     ]
@@ -141,9 +144,9 @@ def _blocks(root, runs, numbers, paper_rows, verdicts, images, prov, unreadable)
     blocks: list[Block] = [
         Heading(f"Degradation report: {root.resolve().name}", 1),
         Paragraph(
-            f"{len(runs)} run folder(s) below {root} ("
-            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-            + f"), {len(numbers)} variant(s). Generated {when} by python -m degradation.report."
+            f"{len(runs)} run folder(s) read below {root}"
+            + (" (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")") * bool(counts)
+            + f", {len(numbers)} variant(s). Generated {when} by python -m degradation.report."
             + (f" Some files could not be read: see '{UNREADABLE_TITLE}'." if unreadable else "")
         ),
         Heading("Verdict"),
