@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import csv
+import importlib.util
 import io
 import json
+import math
+import re
 import shutil
 import statistics
 import subprocess
@@ -394,3 +397,277 @@ def test_report_renders_in_headless_chromium(sweep, tmp_path):
     pixels = matplotlib.image.imread(screenshot)
     assert pixels.shape[:2] == (2000, 1280)
     assert pixels.std() > 0.05  # text and figures, not a blank page
+
+
+# --- run folders that cannot be read (issue 14) ----------------------------------------------
+
+NOT_JSON = '{"name": "plain-8", '  # a write torn by a crash (before atomic writes)
+
+
+def damaged_tree(sweep: Path, root: Path) -> None:
+    """Two good runs (plain-8, resnet-8), two partly damaged ones (plain-20: layer responses
+    and gradient norms; resnet-20: metrics, lesion and landscape) and six folders that cannot
+    be read (summary.json: not JSON, not an object, keys missing, a wrong type, a wrong type in
+    `final`; .hydra/config.yaml not YAML)."""
+    for name in ("plain-8", "resnet-8", "plain-20", "resnet-20"):
+        shutil.copytree(run_dir(sweep, name), root / name)
+    (root / "plain-20" / LAYER_RESPONSES).write_text('{"std": "high"}')
+    (root / "plain-20" / "grad_norms.csv").write_text("step,layer\n2,0.5\n4,not-a-number\n")
+    (root / "resnet-20" / "metrics.csv").write_bytes(b"\xff\xfe\x00 binary\n")
+    (root / "resnet-20" / "analysis").mkdir()
+    lesion = {"baseline": {"test_error": 0.5}, "blocks": [{"block": "b", "deleted": "yes"}]}
+    (root / "resnet-20" / "analysis" / "lesion.json").write_text(json.dumps(lesion))
+    (root / "resnet-20" / "analysis" / "landscape.npz").write_bytes(b"PK\x03\x04 torn")
+    good = json.loads((root / "plain-8" / "summary.json").read_text())
+    summaries_of = {
+        "not_json": NOT_JSON,
+        "not_object": "[1, 2]",
+        "missing_keys": json.dumps({"name": "plain-8", "status": "completed"}),
+        "wrong_type": json.dumps({**good, "depth": "eight"}),
+        "wrong_final": json.dumps({**good, "final": {**good["final"], "test_error": "low"}}),
+    }
+    for folder, text in summaries_of.items():
+        shutil.copytree(root / "plain-8", root / "bad" / folder)
+        (root / "bad" / folder / "summary.json").write_text(text)
+    shutil.copytree(root / "plain-8", root / "bad" / "not_yaml")
+    (root / "bad" / "not_yaml" / ".hydra" / "config.yaml").write_text("depth: [8\n")
+
+
+UNREADABLE = {  # (run folder, file) -> (reason, left out)
+    ("bad/missing_keys", "summary.json"): ("'dataset', 'depth', 'skip', 'seed' missing", True),
+    ("bad/not_json", "summary.json"): (
+        "not valid JSON (Expecting property name enclosed in double quotes at line 1 column 21)",
+        True,
+    ),
+    ("bad/not_object", "summary.json"): ("the file holds [1, 2], not a JSON object", True),
+    ("bad/not_yaml", ".hydra/config.yaml"): (
+        "not readable as YAML (expected ',' or ']', but got '<stream end>' at line 2)",
+        True,
+    ),
+    ("bad/wrong_final", "summary.json"): ("'final.test_error' is \"low\", not a number", True),
+    ("bad/wrong_type", "summary.json"): ("'depth' is \"eight\", not an integer", True),
+    ("plain-20", "grad_norms.csv"): ("line 3: 'layer' is \"not-a-number\", not a number", False),
+    ("plain-20", "layer_responses.json"): (
+        "'std' is \"high\", not a list of numbers (or null)",
+        False,
+    ),
+    ("resnet-20", "analysis/lesion.json"): (
+        "'blocks.0.deleted' is \"yes\", not true or false",
+        False,
+    ),
+    ("resnet-20", "metrics.csv"): (
+        "cannot be read as CSV text ('utf-8' codec can't decode byte 0xff in position 0: "
+        "invalid start byte)",
+        False,
+    ),
+}
+
+
+def test_report_lists_unreadable_runs_and_is_built_from_the_rest(sweep, tmp_path, capsys):
+    root = tmp_path / "runs"
+    damaged_tree(sweep, root)
+    with pytest.raises(SystemExit) as exit_:
+        report_main([str(root), "--out", str(tmp_path / "report")])
+    assert exit_.value.code == 1  # written, but not from everything
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    found = {(u["run"], u["file"]): (u["reason"], u["left_out"]) for u in report["unreadable"]}
+    landscape = found.pop(("resnet-20", "analysis/landscape.npz"))
+    assert landscape[0].startswith("not a readable .npz file (") and not landscape[1]
+    assert found == UNREADABLE
+
+    # every run that could be read is in the numbers, with its own values
+    assert {v["variant"] for v in report["variants"]} == {
+        "plain-8", "resnet-8", "plain-20", "resnet-20"
+    }  # fmt: skip
+    for name in ("plain-8", "resnet-8", "plain-20", "resnet-20"):
+        summary = json.loads((root / name / "summary.json").read_text())
+        row = variant(report, name)
+        assert (row["n"], row["final_test_error"]["mean"]) == (1, summary["final"]["test_error"])
+    # the partly damaged runs lack only the part that could not be read
+    figures = json.loads((tmp_path / "report" / "figures.json").read_text())
+    (fig6,) = [f for f in figures.values() if f["kind"] == "fig6"]
+    curves = {(s["variant"], s["metric"]): s["x"] for p in fig6["panels"] for s in p["series"]}
+    assert curves[("resnet-20", "train/error")] == []
+    assert curves[("plain-20", "train/error")] and curves[("resnet-8", "val/error")]
+    (fig7,) = [f for f in figures.values() if f["kind"] == "fig7"]
+    shown = {s["variant"] for s in fig7["panels"][0]["series"]}
+    assert shown == {"plain-8", "resnet-8", "resnet-20"}
+
+    md = (tmp_path / "report" / "report.md").read_text()
+    section = md.split("## Runs that could not be read")[1].split("\n## ")[0]
+    for run, file in UNREADABLE:
+        assert f"| {run} | {file} |" in section.replace("\\_", "_")
+    err = capsys.readouterr().err
+    assert err.startswith("note: 11 file(s) of run folders could not be read")
+    assert f"{root / 'bad' / 'not_json' / 'summary.json'}: not valid JSON" in err
+
+
+INJECTED = "<script>alert(1)</script> | col | *x* [a](javascript:x)\nnext line"
+FOLDER = "c *x* | col | [a](javascript:x) <img src=x onerror=alert(1)>"  # no '/' in a name
+HTML_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "ul", "li"}
+HTML_TAGS |= {"table", "caption", "thead", "tbody", "tr", "th", "td"}
+HTML_TAGS |= {"figure", "img", "figcaption"}
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def injected_tree(sweep: Path, root: Path) -> None:
+    """Run folders a colleague might send: the text of a name, dataset, error, command, commit,
+    config value and folder name is markup (HTML, Markdown tables, emphasis, links, newline)."""
+    src = run_dir(sweep, "plain-8")
+    for folder in ("a", "b"):  # the same seed twice: the results table adds a note naming it
+        fabricate(src, root / folder, name=INJECTED, dataset=INJECTED, command=INJECTED)
+    fabricate(
+        src, root / FOLDER, name=INJECTED, dataset=INJECTED, status="failed", error=INJECTED,
+        git_commit=INJECTED,
+    )  # fmt: skip
+    config = root / FOLDER / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().replace("lr: 0.1", f"lr: {json.dumps(INJECTED)}"))
+
+
+def test_text_from_run_folders_is_escaped_in_every_format(sweep, tmp_path):
+    from degradation.report.markdown import text as markdown_text
+
+    root = tmp_path / "runs"
+    injected_tree(sweep, root)
+    build_report(root, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    unescaped = re.sub(r"\\.", "", md)  # what Markdown reads as markup
+    for raw in ("<script>", "<img", "](javascript:", "*x*", "| col |"):
+        assert raw not in unescaped
+    assert markdown_text(INJECTED) in md  # shown, escaped, on one line
+    assert markdown_text(f"[optim.lr={INJECTED}]") in md  # a config value in a label
+    assert not any(line.startswith("next line") for line in md.splitlines())
+    tables = re.findall(r"(?:^\|.*\n)+", md, flags=re.MULTILINE)
+    for table in tables:  # every row has its header's cells: no '|' or newline broke one
+        widths = {len(re.findall(r"(?<!\\)\|", row)) for row in table.splitlines()}
+        assert len(widths) == 1, table
+
+    page = _Tags()
+    page.feed((tmp_path / "report" / "report.html").read_text())
+    assert {tag for tag, _ in page.tags} <= HTML_TAGS
+    for tag, attrs in page.tags:
+        if tag == "img":
+            assert set(attrs) == {"alt", "src"} and attrs["src"].startswith("data:image/png;")
+    shown = "".join(page.text)
+    first_line = INJECTED.splitlines()[0]
+    assert f"Fig. 6 style ({first_line}" in shown  # in a figure caption, as text
+    assert f"The same seed appears more than once for: {first_line}" in shown  # a table note
+    assert FOLDER in shown
+
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["excluded"][0]["reason"] == first_line
+    assert {v["name"] for v in report["variants"]} == {INJECTED}
+
+
+def test_analyze_skips_a_run_it_cannot_load_and_says_so(sweep, tmp_path, capsys):
+    from degradation.analyze.__main__ import main as analyze_main
+
+    root = tmp_path / "runs"
+    for name in ("plain-8", "resnet-8"):
+        shutil.copytree(run_dir(sweep, name), root / name)
+    (root / "plain-8" / LAYER_RESPONSES).unlink()
+    torn = root / "resnet-8" / "checkpoints" / "last.ckpt"
+    torn.write_bytes(b"PK\x03\x04 torn by a crash")
+    responses_before = (root / "resnet-8" / LAYER_RESPONSES).read_bytes()
+    with pytest.raises(SystemExit) as exit_:
+        analyze_main(["responses", str(root), "--device", "cpu"])
+    assert exit_.value.code == 1
+    assert (root / "plain-8" / LAYER_RESPONSES).is_file()  # the loadable run was analysed
+    assert (root / "resnet-8" / LAYER_RESPONSES).read_bytes() == responses_before
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"skipped: checkpoint {torn} is corrupted")
+    assert err[1] == "note: 1 of 2 run folders skipped"
+
+    shutil.copy(torn, root / "plain-8" / "checkpoints" / "last.ckpt")
+    with pytest.raises(SystemExit) as exit_:
+        analyze_main(["responses", str(root), "--device", "cpu"])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == "error: none of the 2 run folders could be analysed (see above)"
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("wandb", "wandb_workspaces")),
+    reason="needs the optional extra degradation[wandb]",
+)
+def test_wandb_report_leaves_out_unreadable_runs_and_escapes_names(tmp_path, capsys):
+    from degradation.report.wandb import build_report as build_wandb_report
+
+    config = "name: 'a|b`c'\ndepth: 8\nskip: none\nlogger: {kind: wandb, wandb: {mode: offline}}\n"
+    summary = {"name": "plain-8", "dataset": "synthetic", "depth": 8, "skip": "none"}
+    summary.update(seed=0, status="completed", final={"train_error": 0.25})
+    for folder, text in (("good", json.dumps(summary)), ("bad", NOT_JSON)):
+        (tmp_path / "runs" / folder / ".hydra").mkdir(parents=True)
+        (tmp_path / "runs" / folder / ".hydra" / "config.yaml").write_text(config)
+        (tmp_path / "runs" / folder / "summary.json").write_text(text)
+    spec = build_wandb_report(tmp_path / "runs", "team/proj", dry_run_path=tmp_path / "w.json")
+    err = capsys.readouterr().err
+    bad = tmp_path / "runs" / "bad" / "summary.json"
+    assert f"note: left out of the W&B report: {bad}: not valid JSON" in err
+    markdown = "\n".join(b["content"] for b in spec["spec"]["blocks"] if "content" in b)
+    (row,) = [line for line in markdown.splitlines() if "plain-8" in line]
+    assert row.startswith("| `` a\\|b`c/plain-8 #") and row.count("|") - row.count("\\|") == 7
+    assert "| 1 | 25.00 |" in row
+
+
+def odd_run(root: Path, name: str, depth: int, skip: str, seed: int) -> None:
+    """A run folder whose every file is readable but whose numbers are not: infinities, NaN,
+    values near the float limit, negative and zero gradient norms, a repeated step."""
+    import numpy as np
+
+    folder = root / f"{name},seed={seed}"
+    (folder / "analysis").mkdir(parents=True)
+    summary = {"name": name, "dataset": "synthetic", "seed": seed, "depth": depth, "skip": skip}
+    summary.update(status="completed", steps=10, wall_time_s=1e308, throughput_img_s=-5)
+    summary.update(final={"train_error": [1e308, 1.7e308][seed], "test_error": math.nan})
+    summary.update(best_val={"test_error": math.inf}, environment={"packages": ["torch 2"]})
+    (folder / "summary.json").write_text(json.dumps(summary))
+    metrics = "step,train/error,val/error\n0,inf,nan\n5,1e308,-1e308\n5,0.5,\n10,nan,nan\n"
+    (folder / "metrics.csv").write_text(metrics)
+    (folder / LAYER_RESPONSES).write_text(json.dumps({"std": [None, math.inf, 0, -1e308]}))
+    grads = "step,stem.conv,stages.0,first_last_ratio\n2,inf,0,nan\n2,0,nan,inf\n"
+    (folder / "grad_norms.csv").write_text(grads)
+    blocks = [
+        {"block": "a", "deleted": True, "test_error": math.inf},
+        {"block": "b", "deleted": False},
+    ]
+    lesion = {"baseline": {"test_error": None}, "blocks": blocks}
+    (folder / "analysis" / "lesion.json").write_text(json.dumps(lesion))
+    axis = np.array([-1.0, 0.0, 1.0])
+    np.savez(
+        folder / "analysis" / "landscape.npz", alphas=axis, betas=axis, depth=np.array(depth),
+        loss_1d=np.array([np.nan, np.inf, -1.0]), loss_2d=np.full((3, 3), np.inf),
+    )  # fmt: skip
+
+
+def test_figures_are_drawn_whatever_numbers_the_run_folders_hold(tmp_path):
+    for seed in (0, 1):
+        for name, depth, skip in (("plain-8", 8, "none"), ("plain-20", 20, "none"),
+                                  ("resnet-8", 8, "add")):  # fmt: skip
+            odd_run(tmp_path / "runs", name, depth, skip, seed)
+    result = build_report(tmp_path / "runs", tmp_path / "report")
+    assert result["unreadable"] == []
+    drawn = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
+    assert drawn == [
+        "analysis_gradient_flow.png", "analysis_gradient_ratio.png", "analysis_landscape.png",
+        "analysis_lesion.png", "degradation_synthetic.png", "fig1_synthetic.png",
+        "fig6_synthetic.png", "fig7_synthetic.png",
+    ]  # fmt: skip
+    for png in drawn:
+        assert (tmp_path / "report" / png).read_bytes().startswith(PNG_MAGIC)
+    text = (tmp_path / "report" / "report.json").read_text()
+    report = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    row = variant(report, "plain-8")
+    assert row["final_train_error"]["mean"] == pytest.approx(1.35e308)  # no overflow
+    assert row["final_train_error"]["n"] == 2

@@ -55,7 +55,7 @@ from degradation.config import RunConfig
 from degradation.data import ImageDataModule
 from degradation.data.loaders import PerSampleImages, common_recipe_transform
 from degradation.distributed import resolve_device
-from degradation.errors import UserError
+from degradation.errors import CommandLineParser, UserError
 from degradation.models import build_model, pack_models
 from degradation.module import Classifier
 from degradation.speed import prepare_model, resolve_speed
@@ -332,7 +332,7 @@ EXAMPLES = """examples:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m degradation.bench",
         description=__doc__,
         epilog=EXAMPLES,
@@ -428,8 +428,14 @@ def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    """0 when the benchmark ran; 2 for a mistake (an option, a --json location that cannot be
+    written), one line `error: ...` on stderr before anything runs."""
+    from degradation.preflight import check_writable_file
+
     try:
+        args = parse_args(argv)
+        if args.json is not None:
+            check_writable_file(args.json, f"--json {args.json}")
         records = benchmark(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

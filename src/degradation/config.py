@@ -117,6 +117,10 @@ FOLDER_NAME = Rule(
     "choose one folder name: no '/' or '\\', not empty, '.' or '..'",
     lambda v: str(v) not in ("", ".", "..") and not {"/", "\\"} & set(str(v)),
 )
+# Lightning reads any other value as true (Trainer(deterministic=...), _set_torch_flags)
+DETERMINISTIC = Rule(
+    "choose true, false or warn", lambda v: isinstance(v, bool) or str(v) == "warn"
+)
 # Every float field must also be finite: `preflight` checks that for all of them.
 FINITE = Rule("it must be a finite number", lambda v: not isinstance(v, float) or math.isfinite(v))
 
@@ -197,7 +201,7 @@ class TrainerConfig:
     val_check_interval: int = checked(2000, POSITIVE)  # in training steps
     log_every_n_steps: int = checked(1, POSITIVE)  # lr: every step; train metrics: log_every
     enable_progress_bar: bool = True
-    deterministic: Any = False
+    deterministic: Any = checked(False, DETERMINISTIC)
     sync_batchnorm: bool = False
     benchmark: Optional[bool] = None
     gradient_clip_val: Optional[float] = checked(None, NON_NEGATIVE)

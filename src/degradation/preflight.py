@@ -5,11 +5,14 @@
 
 Every value of every swept key is composed with the others at their first value, so
 `-m depth=20,21` fails before the first job starts rather than in the middle of a sweep.
-`validate` walks the schema (`config.RunConfig`) and checks each field's declared rules and
-that every float is finite, then what involves several fields or the machine: the architecture
-(built on the meta device), the trainer arguments Lightning would reject, the logger's
-package. Dataset files must be readable and `output_root` writable (checked without creating
-anything). A mistake is a one-line UserError naming the value and the valid choices.
+`validate` walks the schema (`config.RunConfig`) and checks that no key was added or removed,
+each field's declared rules and that every float is finite, then what involves several fields
+(`check_values`), then what needs torch or Lightning (`check_machine`): the architecture (built
+on the meta device), the trainer arguments Lightning would reject, the logger's package. Hydra's
+own settings (hydra/launcher=...) are composed with Hydra's config. Dataset files must be
+readable and `output_root` writable (checked without creating anything). A command line's jobs
+get the cheap checks first, so most mistakes are found before torch is imported. A mistake is a
+one-line UserError naming the value and the valid choices.
 
 Over 300 lines: the one home of validation, from Hydra's parse errors to Lightning's arguments.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -94,7 +98,7 @@ def _explain(err: Exception, overrides: list[str], config_name: str) -> str:
     if isinstance(err, MissingConfigException):
         group = getattr(err, "missing_cfg_file", "") or ""
         options = sorted(getattr(err, "options", None) or _group_options(group))
-        bad = next((o for o in overrides if group and o.startswith(group.split("/")[0] + "=")), "")
+        bad = next((o for o in overrides if _sets_group(o, group)), "")
         if options:
             return f"{bad or group}: no such option; choose one of: {', '.join(options)}"
         return _first_line(err)
@@ -123,6 +127,15 @@ def _group_options(missing: str) -> list[str]:
         return GlobalHydra.instance().config_loader().get_group_options(group) if group else []
     except Exception:
         return []
+
+
+def _sets_group(override: str, missing_file: str) -> bool:
+    """Whether `override` (e.g. hydra/launcher=foo) chose the missing file (hydra/launcher/foo)."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    return bool(missing_file) and key in (
+        missing_file.rsplit("/", 1)[0],
+        missing_file.split("/")[0],
+    )
 
 
 def _valid_keys(config_name: str, parent: str) -> list[str]:
@@ -155,14 +168,20 @@ def check_command_line(argv: list[str]) -> list[DictConfig]:
         raise UserError(_first_line(err)) from None
     configs = []
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        check_hydra_overrides(overrides, config_name)
         for variant in variants:
             cfg = compose_checked(variant, config_name)
-            validate(cfg)
+            check_values(cfg)
             configs.append(cfg)
-    if any(arg.split("=", 1)[0] in ("--cfg", "-c") for arg in argv):
-        return configs  # only printing the config: no dataset is needed (or downloaded)
-    for root in sorted({cfg.output_root for cfg in configs}):
+    printing_only = any(arg.split("=", 1)[0] in ("--cfg", "-c") for arg in argv)
+    for root in [] if printing_only else sorted({cfg.output_root for cfg in configs}):
         check_output_root(root)
+    for check in MACHINE_CHECKS:  # each over every job: torch's before Lightning's import
+        for cfg in configs:
+            check(cfg)
+    if printing_only:
+        return configs  # only printing the config: no dataset is needed (or downloaded)
+
     train_sizes: dict[Any, int] = {}
     for cfg in configs:  # dataset files present and readable, once per dataset
         key = (cfg.data.name, cfg.data.root)
@@ -174,24 +193,56 @@ def check_command_line(argv: list[str]) -> list[DictConfig]:
     return configs
 
 
+def check_hydra_overrides(overrides: list[str], config_name: str = "config") -> None:
+    """Hydra's own settings (hydra/launcher=..., hydra.job.chdir=...), composed with Hydra's
+    config and each job's values (an experiment may set hydra keys); a sweep over Hydra's
+    settings is Hydra's to expand."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    ours = [
+        text
+        for override, text in zip(parsed, overrides, strict=True)
+        if override.get_key_element().lstrip("+~").startswith("hydra")
+        and not override.is_sweep_override()
+    ]
+    for variant in job_variants(overrides) if ours else []:
+        try:
+            compose(config_name, overrides=variant + ours, return_hydra_config=True)
+        except (ConfigCompositionException, MissingConfigException, OverrideParseException) as e:
+            raise UserError(_explain(e, variant + ours, config_name)) from None
+        except Exception as err:  # Hydra's own assertions, e.g. a key below a null node
+            raise UserError(f"{' '.join(ours)}: {_first_line(err)}") from None
+
+
 def check_output_root(root: str) -> None:
-    """UserError unless run folders can be made under `root`: its nearest existing folder
-    must take a new file (probed with an unnamed temporary file; nothing is left behind)."""
-    existing = Path(root).expanduser().absolute()
+    """UserError unless run folders can be made under `root` (`check_writable_folder`)."""
+    check_writable_folder(root, f"output_root={root}")
+
+
+def check_writable_folder(folder: str | Path, label: str) -> None:
+    """UserError (starting with `label`, e.g. "--out PATH") unless files can be written in
+    `folder` once it is made: its nearest existing folder must take a new file (probed with an
+    unnamed temporary file; nothing is left behind, nothing is made)."""
+    existing = Path(folder).expanduser().absolute()
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
         raise UserError(
-            f"output_root={root}: {existing} is a file, not a folder; "
-            "choose a folder you can write to"
+            f"{label}: {existing} is a file, not a folder; choose a folder you can write to"
         )
     try:
         tempfile.TemporaryFile(dir=existing).close()
     except OSError as err:
         raise UserError(
-            f"output_root={root}: cannot create files in {existing} ({err.strerror}); "
+            f"{label}: cannot create files in {existing} ({err.strerror}); "
             "choose a folder you can write to"
         ) from None
+
+
+def check_writable_file(path: str | Path, label: str) -> None:
+    """UserError unless a file can be written at `path` (its folder made if missing)."""
+    if Path(path).is_dir():
+        raise UserError(f"{label}: {path} is a folder; give a file name")
+    check_writable_folder(Path(path).absolute().parent, label)
 
 
 # --- one run's config ---------------------------------------------------------------------------
@@ -199,11 +250,22 @@ def check_output_root(root: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raises a one-line UserError for the first value that cannot work (see the module doc)."""
+    check_values(cfg)
+    check_machine(cfg)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """What the config alone decides: interpolations, keys, each field's rules, cross-checks."""
     _resolve_all(cfg)
     check_fields(cfg)
     _check_cross_fields(cfg)
-    check_architecture(cfg)
-    check_logger_available(cfg)
+
+
+def check_machine(cfg: DictConfig) -> None:
+    """What needs torch or Lightning (seconds to import): the architecture, the trainer's
+    arguments, the logger's package (MACHINE_CHECKS)."""
+    for check in MACHINE_CHECKS:
+        check(cfg)
 
 
 def _resolve_all(cfg: DictConfig) -> None:
@@ -220,6 +282,7 @@ def check_fields(cfg: DictConfig, node: Any = None, schema: Any = None, prefix: 
     schema's dataclasses and the config side by side."""
     schema = RunConfig() if schema is None else schema
     node = cfg if node is None else node
+    _check_keys(node, schema, prefix)
     for f in dataclasses.fields(schema):
         key, current = f"{prefix}{f.name}", node[f.name]
         default = getattr(schema, f.name)
@@ -233,6 +296,23 @@ def check_fields(cfg: DictConfig, node: Any = None, schema: Any = None, prefix: 
             if not _holds(rule, current):
                 shown = list(current) if isinstance(current, ListConfig) else current
                 raise UserError(f"{key}={shown} is not valid: {rule.text}")
+
+
+def _check_keys(node: DictConfig, schema: Any, prefix: str) -> None:
+    """No key of the schema removed (~key), none added (+key): the run would ignore it."""
+    names = [f.name for f in dataclasses.fields(schema)]
+    removed = [n for n in names if n not in node]
+    if removed:
+        raise UserError(
+            f"~{prefix}{removed[0]}: {prefix}{removed[0]} cannot be removed; set it to a value "
+            "(or null where the key allows it) instead"
+        )
+    added = [k for k in node.keys() if k not in names]
+    if added:
+        under = f" under {prefix.rstrip('.')}" if prefix else ""
+        raise UserError(
+            f"+{prefix}{added[0]}: unknown key '{added[0]}'; valid keys{under}: {', '.join(names)}"
+        )
 
 
 def _holds(rule, current: Any) -> bool:
@@ -256,7 +336,6 @@ def _check_cross_fields(cfg: DictConfig) -> None:
             f"optim.nesterov=true needs momentum: optim.momentum={cfg.optim.momentum}; "
             "set optim.momentum > 0 or optim.nesterov=false"
         )
-    check_trainer(cfg)
 
 
 def check_split_sizes(data: DictConfig, num_train_images: int) -> None:
@@ -300,7 +379,8 @@ def check_trainer(cfg: DictConfig) -> None:
     except Exception as err:
         message = _first_line(err)
         lower = message.lower()  # name the argument the message is about: `devices=0`, ...
-        named = [k for k in args if f"{k}=" in lower] or [k for k in args if k in lower]
+        named = [k for k in args if f"{k}=" in lower]
+        named = named or [k for k in args if re.search(rf"\b{k}\b", lower)]
         key = (named or ["accelerator"])[0]
         raise UserError(f"trainer.{key}={cfg.trainer[key]}: {message}") from None
     finally:
@@ -338,3 +418,6 @@ def check_logger_available(cfg: DictConfig) -> None:
             "logger=tensorboard: the tensorboard package is not installed; "
             "`pip install tensorboard` (or degradation[tensorboard]), or choose logger=csv"
         )
+
+
+MACHINE_CHECKS = (check_architecture, check_trainer, check_logger_available)

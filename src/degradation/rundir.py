@@ -22,7 +22,10 @@ drop a torn last line. A write that fails for want of space (ENOSPC) names its f
 `torch.load(weights_only=True)`: opening a run folder never runs code (`load_checkpoint_file`).
 Everything else in the package (training, resume, the analyses, the report, the W&B report)
 reads and writes these files through the functions here; docs/run-folder.md describes the
-folder and its guarantees for users.
+folder and its guarantees for users. The readers check what they read (JSON objects with the
+keys and types used, numbers in the CSV files, matching array shapes): a file that is there but
+cannot be read is a `RunFolderError` naming it and the reason, which the report and the
+analyses list and go on without (docs/reports.md).
 
 A folder's name comes from the job's overrides less the keys that do not define a run
 (`run_dir_name`), and what it computes is identified by `config_hash`: both derive from
@@ -49,6 +52,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -338,14 +342,115 @@ def find_run_dirs(paths: Iterable[Path], marker: Path | str = SUMMARY) -> list[P
     return list(dict.fromkeys(found))
 
 
+class RunFolderError(UserError):
+    """A file of a run folder that is there but cannot be read, and why. A reader of many run
+    folders (the report, the analyses) lists it and goes on with the others."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+def _why(err: BaseException) -> str:
+    """An exception as a phrase: the OS's words, YAML's problem and line, or its first line."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem:
+        mark = f" at line {err.problem_mark.line + 1}" if err.problem_mark else ""
+        return f"{err.problem}{mark}"
+    return first_line(err)
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# What a reader needs a JSON value to be: (how the error names it, the test).
+TEXT = ("a string", lambda v: isinstance(v, str))
+INTEGER = ("an integer", _is_int)
+NUMBER = ("a number", _is_number)
+BOOLEAN = ("true or false", lambda v: isinstance(v, bool))
+OBJECT = ("an object", lambda v: isinstance(v, dict))
+OBJECTS = (
+    "a list of objects",
+    lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+)
+TEXTS = ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
+NUMBERS = (
+    "a list of numbers (or null)",
+    lambda v: isinstance(v, list) and all(x is None or _is_number(x) for x in v),
+)
+# summary.json (train.py writes the first six when a run starts, so every run of this program
+# has them; the others come as the run gets on, and may be null)
+SUMMARY_REQUIRED = ("name", "dataset", "depth", "skip", "seed", "status")
+SUMMARY_FIELDS = {
+    **dict.fromkeys(("name", "dataset", "skip", "status", "shortcut", "family", "block"), TEXT),
+    **dict.fromkeys(("command", "error", "git_commit", "config_hash", "dataset_checksum"), TEXT),
+    **dict.fromkeys(("depth", "seed", "steps", "diverged_step", "world_size", "params"), INTEGER),
+    **dict.fromkeys(("num_train", "resumed_from_step", "warmup_end_step"), INTEGER),
+    **dict.fromkeys(("flops", "wall_time_s", "throughput_img_s"), NUMBER),
+    **dict.fromkeys(("final", "best_val", "environment", "speed"), OBJECT),
+    "git_dirty": BOOLEAN,
+}
+RESPONSES_FIELDS = {"std": NUMBERS, "layers": TEXTS, "step": INTEGER, "source": TEXT}
+LESION_FIELDS = {"baseline": OBJECT, "blocks": OBJECTS, "run": TEXT, "depth": INTEGER, "skip": TEXT}
+LESION_BLOCK_FIELDS = {"block": TEXT, "deleted": BOOLEAN, "test_error": NUMBER}
+
+
+def _check_fields(
+    path: Path, data: Any, fields: dict, required: Iterable[str] = (), where: str = ""
+) -> dict[str, Any]:
+    """`data` itself, once it is a JSON object whose `required` keys are not null and whose
+    `fields` present have their types; RunFolderError naming the first that is not."""
+    if not isinstance(data, dict):
+        what = f"'{where.rstrip('.')}'" if where else "the file"
+        raise RunFolderError(path, f"{what} holds {_shown(data)}, not a JSON object")
+    missing = [f"'{where}{k}'" for k in required if data.get(k) is None]
+    if missing:
+        raise RunFolderError(path, f"{', '.join(missing)} missing")
+    for key, (kind, holds) in fields.items():
+        if data.get(key) is not None and not holds(data[key]):
+            raise RunFolderError(path, f"'{where}{key}' is {_shown(data[key])}, not {kind}")
+    return data
+
+
 def read_json(path: Path) -> Any:
-    """A JSON file's content, or None when it does not exist."""
+    """A JSON file's content, or None when it does not exist; RunFolderError when it is there
+    but cannot be read or is not JSON."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        where = f"line {err.lineno} column {err.colno}"
+        raise RunFolderError(path, f"not valid JSON ({err.msg} at {where})") from None
+    except (OSError, UnicodeDecodeError, RecursionError) as err:
+        raise RunFolderError(path, f"cannot be read ({_why(err)})") from None
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    return read_json(Path(run_dir) / SUMMARY)
+    """summary.json, or None without one; RunFolderError unless it is an object with the keys
+    and types of SUMMARY_FIELDS (errors and losses in `final` and `best_val` numbers or null)."""
+    path = Path(run_dir) / SUMMARY
+    summary = read_json(path)
+    if summary is None:
+        return None
+    _check_fields(path, summary, SUMMARY_FIELDS, SUMMARY_REQUIRED)
+    for section in ("final", "best_val"):
+        values = summary.get(section) or {}
+        numbers = {k: NUMBER for k in values if k.endswith(("_error", "_loss"))}
+        _check_fields(path, values, numbers, where=f"{section}.")
+    return summary
 
 
 def read_wandb_run_id(run_dir: Path) -> str | None:
@@ -357,39 +462,92 @@ def read_wandb_run_id(run_dir: Path) -> str | None:
 
 
 def read_layer_responses(run_dir: Path) -> dict[str, Any] | None:
-    return read_json(Path(run_dir) / LAYER_RESPONSES)
+    """layer_responses.json ({"std": [...], "layers": [...], ...}), or None without one."""
+    path = Path(run_dir) / LAYER_RESPONSES
+    record = read_json(path)
+    return None if record is None else _check_fields(path, record, RESPONSES_FIELDS, ("std",))
 
 
 def read_lesion(run_dir: Path) -> dict[str, Any] | None:
-    return read_json(analysis_dir(run_dir) / LESION)
+    """analysis/lesion.json, or None without one; every block has "block", "deleted" and
+    "test_error" (null where not deleted), the baseline its "test_error"."""
+    path = analysis_dir(run_dir) / LESION
+    record = read_json(path)
+    if record is None:
+        return None
+    _check_fields(path, record, LESION_FIELDS, ("baseline", "blocks"))
+    _check_fields(path, record["baseline"], {"test_error": NUMBER}, where="baseline.")
+    record["baseline"].setdefault("test_error", None)
+    for i, block in enumerate(record["blocks"]):
+        _check_fields(path, block, LESION_BLOCK_FIELDS, ("block", "deleted"), f"blocks.{i}.")
+        block.setdefault("test_error", None)
+    return record
 
 
 def read_landscape(run_dir: Path) -> dict[str, Any] | None:
-    """analysis/landscape.npz as {key: array or scalar}, or None without one."""
+    """analysis/landscape.npz as {key: array or scalar}, or None without one; RunFolderError
+    unless alphas and loss_1d are numbers of one length and loss_2d (if any) is alphas × betas."""
     import numpy as np
 
     path = analysis_dir(run_dir) / LANDSCAPE
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as f:
-        return {k: (f[k].item() if f[k].ndim == 0 else f[k]) for k in f.files}
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: (f[k].item() if f[k].ndim == 0 else f[k]) for k in f.files}
+    except Exception as err:  # numpy raises many kinds for a damaged or foreign file
+        raise RunFolderError(path, f"not a readable .npz file ({_why(err)})") from None
+    _check_landscape(path, data)
+    return data
+
+
+def _check_landscape(path: Path, data: dict[str, Any]) -> None:
+    import numpy as np
+
+    def numeric(key: str, ndim: int) -> np.ndarray:
+        array = data.get(key)
+        if not (isinstance(array, np.ndarray) and array.ndim == ndim):
+            raise RunFolderError(path, f"'{key}' missing or not a {ndim}-D array")
+        if not np.issubdtype(array.dtype, np.number):
+            raise RunFolderError(path, f"'{key}' holds {array.dtype} values, not numbers")
+        if min(array.shape) < 3:  # the analysis measures 3 points per axis or more
+            raise RunFolderError(path, f"'{key}' is {array.shape}: fewer than 3 points an axis")
+        return array
+
+    alphas, loss = numeric("alphas", 1), numeric("loss_1d", 1)
+    if len(loss) != len(alphas):
+        raise RunFolderError(path, f"'loss_1d' has {len(loss)} values for {len(alphas)} alphas")
+    if "loss_2d" in data:
+        shape = (len(alphas), len(numeric("betas", 1)))
+        if numeric("loss_2d", 2).shape != shape:
+            raise RunFolderError(path, f"'loss_2d' is {data['loss_2d'].shape}, not {shape}")
+    for key in ("depth", "span"):
+        if key in data and not _is_number(data[key]):
+            raise RunFolderError(path, f"'{key}' is {_shown(data[key])}, not a number")
 
 
 def read_config(run_dir: Path) -> DictConfig:
-    """The run's `.hydra/config.yaml` on top of the schema; UserError if it cannot be read."""
+    """The run's `.hydra/config.yaml` on top of the schema; RunFolderError if it cannot be read."""
     path = Path(run_dir) / CONFIG
     try:
         return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.load(path))
-    except (OmegaConfBaseException, OSError, ValueError) as err:
-        raise UserError(f"{path} cannot be read: {first_line(err)}") from None
+    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as err:
+        raise RunFolderError(path, f"cannot be read: {_why(err)}") from None
 
 
 def read_flat_config(run_dir: Path) -> dict[str, Any]:
-    """`.hydra/config.yaml` as it was saved (unresolved), flattened to dotted keys; {} if none."""
+    """`.hydra/config.yaml` as it was saved (unresolved), flattened to dotted keys; {} if none;
+    RunFolderError if it is not YAML or not a mapping."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         return {}
-    return _flatten(OmegaConf.to_container(OmegaConf.load(path), resolve=False))
+    try:
+        tree = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as err:
+        raise RunFolderError(path, f"not readable as YAML ({_why(err)})") from None
+    if not isinstance(tree, dict):
+        raise RunFolderError(path, f"holds {_shown(tree)}, not a mapping of keys")
+    return _flatten(tree)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -402,43 +560,73 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def read_csv_rows(path: Path) -> list[list[str]] | None:
-    """A CSV file's whole lines (a torn last line dropped) as rows, or None without a file."""
-    if not Path(path).is_file():
+    """A CSV file's whole lines (a torn last line dropped) as rows, or None without a file;
+    RunFolderError when it is not UTF-8 text or not CSV."""
+    path = Path(path)
+    if not path.is_file():
         return None
-    with open(path, newline="") as f:
-        text = f.read()
-    return list(csv.reader(line for line in text.splitlines(keepends=True) if line.endswith("\n")))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            lines = [line for line in f.read().splitlines(keepends=True) if line.endswith("\n")]
+        return list(csv.reader(lines))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise RunFolderError(path, f"cannot be read as CSV text ({_why(err)})") from None
+
+
+def _number_cell(path: Path, line: int, column: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        shown = _shown(text)
+        raise RunFolderError(path, f"line {line}: '{column}' is {shown}, not a number") from None
 
 
 def read_metrics(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """metrics.csv as column -> [(step, value)] (sparse rows; a repeated step keeps its last)."""
+    """metrics.csv as column -> [(step, value)] (sparse rows; a repeated step keeps its last);
+    {} without one. RunFolderError for a file without a 'step' column, a row whose length is
+    not the header's or a cell that is not a number (Lightning's writer leaves none of these)."""
     path = Path(run_dir) / METRICS
-    if not path.is_file():
+    rows = read_csv_rows(path)
+    if not rows:
         return {}
+    header = rows[0]
+    if "step" not in header:
+        raise RunFolderError(path, f"no 'step' column in its header {_shown(','.join(header))}")
     columns: dict[str, dict[int, float]] = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            step = row.get("step")
-            if not step:
-                continue
-            for key, text in row.items():
-                if key in ("step", "epoch") or not text:
-                    continue
-                try:
-                    columns.setdefault(key, {})[int(float(step))] = float(text)
-                except ValueError:
-                    continue
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise RunFolderError(
+                path, f"line {line} has {len(row)} fields, its header {len(header)}"
+            )
+        cells = dict(zip(header, row, strict=True))
+        if not cells["step"]:
+            continue
+        step = int(_number_cell(path, line, "step", cells["step"]))
+        for key, text in cells.items():
+            if key not in ("step", "epoch") and text:
+                columns.setdefault(key, {})[step] = _number_cell(path, line, key, text)
     return {k: sorted(v.items()) for k, v in columns.items()}
 
 
 def read_grad_norms(run_dir: Path) -> tuple[list[int], list[str], list[list[float]]] | None:
-    """(steps, columns, rows of floats) from grad_norms.csv, or None without one."""
-    rows = read_csv_rows(Path(run_dir) / GRAD_NORMS)
+    """(steps, columns, rows of floats) from grad_norms.csv, or None without one; rows whose
+    length is not the header's are left out; RunFolderError for a cell that is not a number."""
+    path = Path(run_dir) / GRAD_NORMS
+    rows = read_csv_rows(path)
     if not rows:
         return None
-    header, body = rows[0], [r for r in rows[1:] if len(r) == len(rows[0])]
-    steps = [int(r[0]) for r in body]
-    values = [[float(x) if x else math.nan for x in r[1:]] for r in body]
+    header = rows[0]
+    if header[:1] != ["step"]:
+        raise RunFolderError(
+            path, f"its header {_shown(','.join(header))} does not start with 'step'"
+        )
+    steps, values = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            continue
+        steps.append(int(_number_cell(path, line, "step", row[0])))
+        cells = zip(header[1:], row[1:], strict=True)
+        values.append([_number_cell(path, line, c, x) if x else math.nan for c, x in cells])
     return steps, header[1:], values
 
 

@@ -3,8 +3,12 @@
 PATH is a run folder or any folder below which run folders are found (a sweep). Each run gets
 its results in RUN_DIR/analysis/; with several runs, the combined figure (plain and residual
 side by side) goes to OUT/analysis/ (OUT: --out, default the runs' common parent folder).
-A mistake (missing PATH, no checkpoint, unknown subcommand or option) is one line
-`error: ...` on stderr with exit code 2.
+
+Exit code (docs/reports.md): 0 every run analysed; 1 some runs of a sweep could not be loaded
+(no checkpoint, an unreadable config or checkpoint, a folder that cannot be written): each is
+named on stderr and skipped, the others analysed; 2 a mistake (missing PATH, unknown subcommand
+or option, an --out that cannot be written, a single run that cannot be loaded, or not one run
+that can), one line `error: ...` on stderr, before anything is written.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from degradation.errors import UserError
+from degradation.errors import CommandLineParser, UserError
 
 DESCRIPTION = (
     "Why skips help, measured: loss landscapes and lesion studies of trained runs, and the "
@@ -29,15 +33,8 @@ EXAMPLES = """examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, except that a mistake is a UserError (one line, exit 2) instead of usage."""
-
-    def error(self, message: str):
-        raise UserError(f"{self.prog}: {message}")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandLineParser(
         prog="python -m degradation.analyze",
         description=DESCRIPTION,
         epilog=EXAMPLES,
@@ -90,15 +87,37 @@ def _combined_dir(run_dirs: list[Path], out: Path | None) -> Path:
     return base / "analysis"
 
 
-def _landscape(args, run_dirs: list[Path]) -> None:
-    from degradation.analyze.landscape import check_options, landscape_run
+def _each_run(run_dirs: list[Path], analyse, writes_to) -> tuple[list, int]:
+    """(analyse(run_dir) for each run folder whose `writes_to(run_dir)` folder can be written,
+    how many were skipped). A run that cannot be analysed (UserError) is named on stderr and
+    skipped, unless it is the only one: then its error is the command's. UserError when not
+    one run could be analysed."""
+    from degradation.preflight import check_writable_folder
+
+    results, skipped = [], []
+    for run_dir in run_dirs:
+        try:
+            check_writable_folder(writes_to(run_dir), f"run folder {run_dir}")
+            results.append(analyse(run_dir))
+        except UserError as err:
+            if len(run_dirs) == 1:
+                raise
+            print(f"skipped: {err}", file=sys.stderr)
+            skipped.append(run_dir)
+    if not results:
+        raise UserError(f"none of the {len(run_dirs)} run folders could be analysed (see above)")
+    if skipped:
+        print(f"note: {len(skipped)} of {len(run_dirs)} run folders skipped", file=sys.stderr)
+    return results, len(skipped)
+
+
+def _landscape(args, run_dirs: list[Path]) -> int:
+    from degradation.analyze.landscape import landscape_run
     from degradation.analyze.plots import plot_landscape_1d, plot_landscape_2d
     from degradation.analyze.trained import load_run
-    from degradation.rundir import read_landscape
+    from degradation.rundir import analysis_dir, read_landscape
 
-    check_options(args.steps, args.span, args.subset)
-    datas = []
-    for run_dir in run_dirs:
+    def analyse(run_dir: Path) -> dict:
         run = load_run(run_dir, args.checkpoint, args.device)
         print(f"landscape: {run.name} ({run_dir}) on {run.device}, {args.steps} points per axis")
         path = landscape_run(run, args.steps, args.span, args.subset, args.two_d, args.seed,
@@ -107,63 +126,86 @@ def _landscape(args, run_dirs: list[Path]) -> None:
         mid = len(data["loss_1d"]) // 2
         print(f"  loss at the trained weights {data['loss_1d'][mid]:.4f}, at -/+{args.span}: "
               f"{data['loss_1d'][0]:.4f} / {data['loss_1d'][-1]:.4f} -> {path}")  # fmt: skip
-        datas.append(data)
+        return data
+
+    datas, skipped = _each_run(run_dirs, analyse, analysis_dir)
     if len(datas) > 1:
         where = _combined_dir(run_dirs, args.out)
         plot_landscape_1d(datas, where / "landscape_1d.png")
         if args.two_d:
             plot_landscape_2d(datas, where / "landscape_2d.png")
         print(f"combined: {where}/landscape_1d.png" + (", landscape_2d.png" if args.two_d else ""))
+    return skipped
 
 
-def _lesion(args, run_dirs: list[Path]) -> None:
+def _lesion(args, run_dirs: list[Path]) -> int:
     from degradation.analyze.lesion import lesion_run
     from degradation.analyze.plots import plot_lesion
     from degradation.analyze.trained import load_run
-    from degradation.rundir import LESION, write_json
+    from degradation.rundir import LESION, analysis_dir, write_json
 
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit {args.limit} is not valid: it must be >= 1")
-    records = []
-    for run_dir in run_dirs:
+    def analyse(run_dir: Path) -> dict:
         run = load_run(run_dir, args.checkpoint, args.device)
         record = lesion_run(run, args.limit, args.batch_size, progress=not args.no_progress)
-        skipped = [b["block"] for b in record["blocks"] if not b["deleted"]]
+        kept = [b["block"] for b in record["blocks"] if not b["deleted"]]
         errors = [b["test_error"] for b in record["blocks"] if b["deleted"]]
         worst = max((e for e in errors if e is not None), default=None)
         print(f"lesion: {run.name}: test error {_fmt(record['baseline']['test_error'])} intact, "
               f"worst {_fmt(worst)} with one of {len(errors)} blocks deleted -> "
               f"{run.out_dir / LESION}")  # fmt: skip
-        if skipped:
-            print(f"  not deletable (plain block that changes the shape): {', '.join(skipped)}")
-        records.append({**record, "run_dir": str(run_dir)})
+        if kept:
+            print(f"  not deletable (plain block that changes the shape): {', '.join(kept)}")
+        return {**record, "run_dir": str(run_dir)}
+
+    records, skipped = _each_run(run_dirs, analyse, analysis_dir)
     if len(records) > 1:
         where = _combined_dir(run_dirs, args.out)
         plot_lesion(records, where / "lesion.png")
         write_json(where / LESION, {"runs": records})
         print(f"combined: {where / 'lesion.png'}, {where / LESION}")
+    return skipped
 
 
-def _responses(args, run_dirs: list[Path]) -> None:
+def _responses(args, run_dirs: list[Path]) -> int:
     from degradation.analyze.responses import measure_run
 
-    for run_dir in run_dirs:
+    def analyse(run_dir: Path) -> None:
         print(f"{measure_run(run_dir, args.checkpoint, args.device)} <- {run_dir}")
+
+    return _each_run(run_dirs, analyse, Path)[1]
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Every option of the subcommand, before any run is loaded."""
+    from degradation.analyze.landscape import check_options
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size} is not valid: it must be >= 1")
+    if args.command == "landscape":
+        check_options(args.steps, args.span, args.subset)
+    if args.command == "lesion" and args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit} is not valid: it must be >= 1")
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
         args = _parser().parse_args(argv)
+        from degradation.preflight import check_writable_folder
         from degradation.rundir import CONFIG, find_run_dirs
 
-        if args.batch_size < 1:
-            raise UserError(f"--batch-size {args.batch_size} is not valid: it must be >= 1")
+        _check_options(args)
         run_dirs = find_run_dirs(args.paths, marker=CONFIG)
+        if args.out is not None or (len(run_dirs) > 1 and args.command != "responses"):
+            where = _combined_dir(run_dirs, args.out)
+            given = f"--out {args.out}" if args.out is not None else f"--out (default {where})"
+            check_writable_folder(where, given)
         commands = {"landscape": _landscape, "lesion": _lesion, "responses": _responses}
-        commands[args.command](args, run_dirs)
+        skipped = commands[args.command](args, run_dirs)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if skipped:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ loss_2d[i, j] = L(alphas[i], betas[j]), error_2d), landscape_1d.png and landscap
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,8 @@ def check_options(steps: int, span: float, subset: int) -> None:
             f"--steps {steps} is not valid: it must be odd and >= 3 (e.g. 11, 21, 51), so the "
             "trained weights are a grid point"
         )
-    if not span > 0:
-        raise UserError(f"--span {span} is not valid: it must be > 0 (e.g. 1.0)")
+    if not (math.isfinite(span) and span > 0):
+        raise UserError(f"--span {span} is not valid: it must be a finite number > 0 (e.g. 1.0)")
     if subset < 1:
         raise UserError(f"--subset {subset} is not valid: it must be >= 1 (e.g. 512)")
 

@@ -13,7 +13,8 @@ analysis/landscape.npz, analysis/lesion.json) it draws, into out_dir,
   analysis_lesion.png           test error with each block deleted
 
 with captions that state the numbers. One run per variant is shown (its lowest seed). A
-heat map needs two recordings or more, so a run shorter than `grad_every` steps has none.
+heat map needs two recordings or more, so a run shorter than `grad_every` steps has none. A
+file that cannot be read (rundir.RunFolderError) leaves its run out of that figure only.
 
 Over 300 lines: every analysis figure with the caption computed from its data, side by side.
 """
@@ -36,6 +37,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from degradation.models import GRAD_RATIO as RATIO  # noqa: E402
 from degradation.rundir import (  # noqa: E402
+    RunFolderError,
     read_grad_norms,
     read_landscape,
     read_lesion,
@@ -284,13 +286,22 @@ class _Shown:
     skip: str
 
 
-def _one_per_variant(run_dirs: list[Path]) -> list[_Shown]:
+def _or_none(problems: list, run_dir: Path, read, *args) -> Any:
+    """read(*args), or None when a file of run_dir cannot be read ((run_dir, error) noted)."""
+    try:
+        return read(*args)
+    except RunFolderError as err:
+        problems.append((run_dir, err))
+        return None
+
+
+def _one_per_variant(run_dirs: list[Path], problems: list) -> list[_Shown]:
     """One run per variant (lowest seed), ordered by depth and skip."""
     chosen: dict[tuple, tuple[Any, _Shown]] = {}
     datasets = set()
     infos = []
     for run_dir in map(Path, run_dirs):
-        summary = read_summary(run_dir) or {}
+        summary = _or_none(problems, run_dir, read_summary, run_dir) or {}
         if "name" not in summary or "depth" not in summary:
             continue
         datasets.add(summary.get("dataset"))
@@ -311,8 +322,13 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
 
 
-def _gradient_figures(shown: list[_Shown], out: Path) -> list[tuple[str, Path, str]]:
-    records = [gradient_record(s.run_dir, s.label, s.depth, s.skip) for s in shown]
+def _gradient_figures(
+    shown: list[_Shown], out: Path, problems: list
+) -> list[tuple[str, Path, str]]:
+    records = [
+        _or_none(problems, s.run_dir, gradient_record, s.run_dir, s.label, s.depth, s.skip)
+        for s in shown
+    ]
     records = [r for r in records if r is not None and len(r.steps) >= 2]
     if not records:
         return []
@@ -339,18 +355,20 @@ def _gradient_figures(shown: list[_Shown], out: Path) -> list[tuple[str, Path, s
     ]
 
 
-def _labelled(shown: list[_Shown], read) -> list[dict]:
+def _labelled(shown: list[_Shown], read, problems: list) -> list[dict]:
     """What `read` finds in each shown run folder, with that run's label, depth and skip."""
     found = []
     for s in shown:
-        data = read(s.run_dir)
+        data = _or_none(problems, s.run_dir, read, s.run_dir)
         if data is not None:
             found.append({**data, "label": s.label, "depth": s.depth, "skip": s.skip})
     return found
 
 
-def _landscape_figures(shown: list[_Shown], out: Path) -> list[tuple[str, Path, str]]:
-    datas = _labelled(shown, read_landscape)
+def _landscape_figures(
+    shown: list[_Shown], out: Path, problems: list
+) -> list[tuple[str, Path, str]]:
+    datas = _labelled(shown, read_landscape, problems)
     if not datas:
         return []
     with_2d = [d for d in datas if "loss_2d" in d]
@@ -387,8 +405,8 @@ def _landscape_figures(shown: list[_Shown], out: Path) -> list[tuple[str, Path, 
     ]
 
 
-def _lesion_figures(shown: list[_Shown], out: Path) -> list[tuple[str, Path, str]]:
-    records = _labelled(shown, read_lesion)
+def _lesion_figures(shown: list[_Shown], out: Path, problems: list) -> list[tuple[str, Path, str]]:
+    records = _labelled(shown, read_lesion, problems)
     if not records:
         return []
     path = plot_lesion(records, out / f"{PREFIX}lesion.png")
@@ -414,13 +432,17 @@ def _lesion_figures(shown: list[_Shown], out: Path) -> list[tuple[str, Path, str
     ]
 
 
-def analysis_figures(run_dirs: list[Path], out_dir: Path) -> list[tuple[str, Path, str]]:
+def analysis_figures(
+    run_dirs: list[Path], out_dir: Path, unreadable: list | None = None
+) -> list[tuple[str, Path, str]]:
     """The analyses' figures for these run folders, drawn into out_dir: a list of
-    (title, png path, caption); empty when no run has anything to show."""
+    (title, png path, caption); empty when no run has anything to show. A file that cannot be
+    read is left out, and (run_dir, RunFolderError) appended to `unreadable` if given."""
+    problems = [] if unreadable is None else unreadable
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(f"{PREFIX}*.png"):  # of an earlier call, maybe not drawn now
         stale.unlink()
-    shown = _one_per_variant(run_dirs)
+    shown = _one_per_variant(run_dirs, problems)
     makers = (_gradient_figures, _landscape_figures, _lesion_figures)
-    return [figure for make in makers for figure in make(shown, out)]
+    return [figure for make in makers for figure in make(shown, out, problems)]

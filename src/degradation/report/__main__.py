@@ -1,7 +1,12 @@
 """`python -m degradation.report PATH [--out DIR] [--wandb ENTITY/PROJECT [--dry-run [JSON]]]`.
 
 Writes report.html (self-contained), report.md, the figures as PNG, figures.json and
-report.json into DIR (default PATH/report). A bad PATH is one line `error: ...`, exit 2.
+report.json into DIR (default PATH/report).
+
+Exit code (docs/reports.md): 0 every file of every run folder was read; 1 the report was
+written, but some files could not be read (listed on stderr and in the report's section "Runs
+that could not be read"); 2 a mistake (a bad PATH or option, an output location that cannot be
+written), one line `error: ...` on stderr, before anything is written.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from degradation.errors import UserError
+from degradation.errors import CommandLineParser, UserError
 
 WANDB_MODULE = "degradation.report.wandb"
 EXAMPLES = """examples:
@@ -23,7 +28,7 @@ EXAMPLES = """examples:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m degradation.report",
         description="Figures, tables, verdict and provenance from run folders below PATH.",
         epilog=EXAMPLES,
@@ -68,26 +73,46 @@ def _print_summary(result: dict) -> None:
     print(f"report: {result['html']}\n        {result['markdown']} ({len(result['pngs'])} figures)")
 
 
+def _dry_run_path(args: argparse.Namespace) -> Path | None:
+    """Where --dry-run writes the W&B report's spec (default OUT/wandb_report.json)."""
+    if args.dry_run is None:
+        return None
+    if args.dry_run:
+        return Path(args.dry_run)
+    return (args.out if args.out is not None else args.path / "report") / "wandb_report.json"
+
+
+def _print_unreadable(unreadable: list) -> None:
+    print(f"note: {len(unreadable)} file(s) of run folders could not be read (see 'Runs that "
+          "could not be read' in the report):", file=sys.stderr)  # fmt: skip
+    for u in unreadable:
+        print(f"  {u.run_dir / u.file}: {u.reason} ({u.effect})", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
+    from degradation.preflight import check_writable_file
     from degradation.report.build import build_report
 
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         if args.dry_run is not None and not args.wandb:
             raise UserError("--dry-run only applies to a W&B report: add --wandb ENTITY/PROJECT")
+        dry_run = _dry_run_path(args)
+        if dry_run is not None:
+            check_writable_file(dry_run, f"--dry-run {dry_run}")
         wandb_build = _wandb_builder(args.wandb) if args.wandb else None
         result = build_report(args.path, args.out)
         _print_summary(result)
         if wandb_build is not None:  # after the local report, which needs no network
-            dry_run = Path(args.dry_run) if args.dry_run else None
-            if args.dry_run == "":  # --dry-run without a path
-                dry_run = result["json"].parent / "wandb_report.json"
             spec = wandb_build(runs_root=args.path, entity_project=args.wandb, dry_run_path=dry_run)
             url = spec.get("url") if isinstance(spec, dict) else None
             print(f"W&B report: {url}" if url else f"W&B report specification: {dry_run}")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if result["unreadable"]:
+        _print_unreadable(result["unreadable"])
+        sys.exit(1)
 
 
 if __name__ == "__main__":

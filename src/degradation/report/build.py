@@ -1,5 +1,10 @@
 """Assemble the report from a folder of runs and write it: report.html, report.md, the PNG
-figures, figures.json (the plotted arrays) and report.json (tables and verdict as numbers)."""
+figures, figures.json (the plotted arrays) and report.json (tables and verdict as numbers).
+
+A file of a run folder that cannot be read does not stop it: each one is listed with its
+reason in the section "Runs that could not be read" and in report.json's `unreadable`, and the
+report is built from the rest (docs/reports.md).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from degradation.preflight import check_writable_folder
 from degradation.report import figures, html, markdown, provenance, tables
 from degradation.report.document import Block, Bullets, Heading, Image, Paragraph
-from degradation.report.runs import Variant, find_runs, group_runs, recipe_legend
+from degradation.report.runs import Run, Unreadable, Variant, group_runs, read_runs, recipe_legend
 from degradation.report.verdict import judge
-from degradation.rundir import atomic_write_text, strict_json
+from degradation.rundir import SUMMARY, atomic_write_text, find_run_dirs, strict_json
 
 FIGURE_PREFIXES = ("fig1_", "fig6_", "degradation_", "fig7_")
+UNREADABLE_TITLE = "Runs that could not be read"
 
 
 def _studies(variants: list[Variant]) -> dict[str, list[Variant]]:
@@ -27,12 +34,17 @@ def _studies(variants: list[Variant]) -> dict[str, list[Variant]]:
 def build_report(root: Path, out: Path | None = None) -> dict[str, Any]:
     """Write the report for every run folder below root into out (default root/report).
 
-    Returns {"html", "markdown", "figures", "json"} paths plus the verdicts; raises UserError
-    when root is missing or holds no run folders.
+    Returns {"html", "markdown", "figures", "json"} paths plus "pngs", the verdicts and the
+    files that could not be read ("unreadable", a list of runs.Unreadable). Raises UserError,
+    before writing anything, when root is missing or holds no run folder or out cannot be
+    written.
     """
     root = Path(root)
-    runs = find_runs(root)
-    out = Path(out) if out is not None else root / "report"
+    run_dirs = find_run_dirs([root], marker=SUMMARY)
+    given = out is not None
+    out = Path(out) if given else root / "report"
+    check_writable_folder(out, f"--out {out}" if given else f"--out (default {out})")
+    runs, unreadable = read_runs(run_dirs)
     out.mkdir(parents=True, exist_ok=True)
     variants = group_runs(runs)
     studies = _studies(variants)
@@ -49,8 +61,11 @@ def build_report(root: Path, out: Path | None = None) -> dict[str, Any]:
     figure_list = figures.figure_data(studies)
     for figure in figure_list:
         figure["file"] = figures.render(figure, out, colours, studies[figure["study"]]).name
+    analyses, unreadable_analyses = _analysis_images(runs, out)
+    unreadable = sorted(unreadable + unreadable_analyses, key=lambda u: (str(u.run_dir), u.file))
 
-    blocks = _blocks(root, runs, numbers, paper_rows, verdicts, figure_list, prov, out)
+    images = [Image(out / f["file"], f["title"], f["caption"]) for f in figure_list]
+    blocks = _blocks(root, runs, numbers, paper_rows, verdicts, images + analyses, prov, unreadable)
     title = f"Degradation report: {root.resolve().name}"
     paths = {
         "html": out / "report.html",
@@ -71,13 +86,57 @@ def build_report(root: Path, out: Path | None = None) -> dict[str, Any]:
             for r in runs
             if not r.usable
         ],
+        "unreadable": [
+            {
+                "run": tables.relative(u.run_dir, root),
+                "file": u.file,
+                "reason": u.reason,
+                "left_out": u.left_out,
+                "effect": u.effect,
+            }
+            for u in unreadable
+        ],
         "provenance": prov,
     }
     atomic_write_text(paths["json"], strict_json(report_data, indent=1))
-    return {**paths, "pngs": [out / f["file"] for f in figure_list], "verdict": verdicts}
+    return {
+        **paths,
+        "pngs": [out / f["file"] for f in figure_list],
+        "verdict": verdicts,
+        "unreadable": unreadable,
+    }
 
 
-def _blocks(root, runs, numbers, paper_rows, verdicts, figure_list, prov, out) -> list[Block]:
+def _analysis_images(runs: list[Run], out: Path) -> tuple[list[Image], list[Unreadable]]:
+    """Why skips help (degradation.analyze): gradient flow, loss landscapes, lesions, where
+    recorded; and the analysis files that could not be read."""
+    from degradation.analyze.plots import analysis_figures
+
+    problems: list = []
+    found = analysis_figures([r.path for r in runs if r.usable], out, unreadable=problems)
+    images = [Image(png, title, caption) for title, png, caption in found]
+    return images, [Unreadable.of(run_dir, err) for run_dir, err in problems]
+
+
+def _unreadable_blocks(unreadable: list[Unreadable], root: Path) -> list[Block]:
+    if not unreadable:
+        return [Heading(UNREADABLE_TITLE), Paragraph("None: every file of every run was read.")]
+    folders = len({u.run_dir for u in unreadable})
+    left_out = len({u.run_dir for u in unreadable if u.left_out})
+    kept = f", the other {folders - left_out} are in it without the file named" * bool(
+        folders - left_out
+    )
+    return [
+        Heading(UNREADABLE_TITLE),
+        Paragraph(
+            f"{len(unreadable)} file(s) of {folders} run folder(s) could not be read; "
+            f"{left_out} run(s) are left out of everything above{kept}."
+        ),
+        tables.unreadable_table(unreadable, root),
+    ]
+
+
+def _blocks(root, runs, numbers, paper_rows, verdicts, images, prov, unreadable) -> list[Block]:
     counts: dict[str, int] = {}
     for r in runs:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -85,9 +144,10 @@ def _blocks(root, runs, numbers, paper_rows, verdicts, figure_list, prov, out) -
     blocks: list[Block] = [
         Heading(f"Degradation report: {root.resolve().name}", 1),
         Paragraph(
-            f"{len(runs)} run folder(s) below {root} ("
-            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-            + f"), {len(numbers)} variant(s). Generated {when} by python -m degradation.report."
+            f"{len(runs)} run folder(s) read below {root}"
+            + (" (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")") * bool(counts)
+            + f", {len(numbers)} variant(s). Generated {when} by python -m degradation.report."
+            + (f" Some files could not be read: see '{UNREADABLE_TITLE}'." if unreadable else "")
         ),
         Heading("Verdict"),
     ]
@@ -104,18 +164,11 @@ def _blocks(root, runs, numbers, paper_rows, verdicts, figure_list, prov, out) -
     if paper is not None:
         blocks.append(paper)
     blocks.append(Heading("Figures"))
-    if not figure_list:
-        blocks.append(Paragraph("No figures: no completed runs."))
-    for f in figure_list:
-        blocks.append(Image(out / f["file"], f["title"], f["caption"]))
-    # Why skips help (degradation.analyze): gradient flow, loss landscapes, lesions, if recorded
-    from degradation.analyze.plots import analysis_figures
-
-    for title, png, caption in analysis_figures([r.path for r in runs if r.usable], out):
-        blocks.append(Image(png, title, caption))
+    blocks += images or [Paragraph("No figures: no completed runs.")]
     blocks.append(Heading("Runs not in the means"))
     excluded = tables.excluded_table(runs, root)
     blocks.append(excluded or Paragraph(f"None: all {len(runs)} run(s) completed."))
+    blocks += _unreadable_blocks(unreadable, root)
     blocks += provenance.blocks(prov)
     in_order = [r for v in group_runs(runs) for r in sorted(v.runs, key=lambda r: str(r.seed))]
     blocks += [Heading("Run folders", 3), tables.runs_table(in_order, root)]

@@ -27,19 +27,20 @@ with: it is printed and marked "single seed", and nothing is concluded from it. 
 sides have zero spread, equal means agree and different means differ.
 
 Exit code: 0 when the verdicts match and no final error differs beyond seed noise, 1 when
-either does not, 2 for a folder without runs (one line `error: ...`).
+either does not, 2 for a mistake (one line `error: ...`): a folder without runs, a file of a
+run folder that cannot be read (named), a bad option, a --json that cannot be written.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 from scipy import stats as scipy_stats
 
-from degradation.errors import UserError
+from degradation.errors import CommandLineParser, UserError
+from degradation.preflight import check_writable_file
 from degradation.report.runs import Variant, find_runs, group_runs
 from degradation.report.stats import describe
 from degradation.report.verdict import NOT_ENOUGH, judge
@@ -217,15 +218,17 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m degradation.report.compare",
         description="Whether two folders of runs reach the same verdict and final errors.",
     )
     parser.add_argument("a", type=Path, help="a run, sweep or output folder")
     parser.add_argument("b", type=Path, help="the folder to compare it with")
     parser.add_argument("--json", type=Path, help="also write the comparison here")
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
+        if args.json is not None:
+            check_writable_file(args.json, f"--json {args.json}")
         result = compare_paths(args.a, args.b)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

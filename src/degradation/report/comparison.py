@@ -8,13 +8,12 @@ The evidence rules are stated in `degradation.report.verdict`'s docstring.
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from degradation.report.runs import Variant
-from degradation.report.stats import describe, p_phrase, welch
+from degradation.report.stats import describe, mean, p_phrase, welch
 
 ALPHA = 0.05
 MIN_SEEDS = 3  # on each side, for "established"
@@ -43,7 +42,7 @@ class Sample:
 
     @property
     def mean(self) -> float:
-        return statistics.fmean(self.errors)
+        return mean(self.errors)
 
     @property
     def failed_to_train(self) -> bool:

@@ -121,7 +121,8 @@ def fig6(study: str, variants: list[Variant]) -> dict | None:
     if not used:
         return None
     panels = []
-    for skip in sorted({v.skip for v in used}, key=lambda s: list(SKIP_TITLES).index(s)):
+    order = list(SKIP_TITLES)  # a skip of another version of the program goes last
+    for skip in sorted({v.skip for v in used}, key=lambda s: (order + [s]).index(s)):
         for series in sorted({v.series for v in used if v.skip == skip}):
             members = sorted(
                 (v for v in used if v.skip == skip and v.series == series),
@@ -235,8 +236,9 @@ def depth_colours(runs: list[Run]) -> dict[int, Any]:
 def _draw_series(ax, s: dict, colour, kind: str) -> None:
     scale = 1.0 if s["metric"] == "layer response std" else 100.0  # errors in %
     x = s["x"]
-    mean = [math.nan if m is None else scale * m for m in s["mean"]]
-    std = [0.0 if v is None else scale * v for v in s["std"]]
+    # a value too large to draw (an overflowed spread, a hand-edited file) is a gap, not a crash
+    mean = [scale * m if m is not None and math.isfinite(m) else math.nan for m in s["mean"]]
+    std = [scale * v if v is not None and math.isfinite(v) else 0.0 for v in s["std"]]
     if s["metric"] == "test/error":
         ax.errorbar(x, mean, yerr=std, fmt="x", color=colour, markersize=9, mew=2,
                     label=s["label"])  # fmt: skip

@@ -40,11 +40,15 @@ def provenance(runs: list[Run]) -> dict[str, Any]:
 
 def _environment_text(env: dict[str, Any]) -> list[str]:
     packages = env.get("packages") or {}
-    items = [", ".join(f"{k} {v}" for k, v in packages.items())] if packages else []
+    if isinstance(packages, dict):  # as environment() records it; other shapes shown as they are
+        packages = ", ".join(f"{k} {v}" for k, v in packages.items())
+    items = [str(packages)] if packages else []
     for key in ("platform", "machine", "cpu_count", "gpus"):
         if key in env:
             value = env[key]
-            items.append(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+            items.append(
+                f"{key}: {', '.join(map(str, value)) if isinstance(value, list) else value}"
+            )
     return items
 
 

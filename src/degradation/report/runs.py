@@ -9,6 +9,10 @@ The recipe is the part of `.hydra/config.yaml` that changes what a run measures 
 optimiser, budget, precision, ...), not where it writes or how it is launched. Runs of one
 dataset whose recipes differ are never averaged together: their labels name the differing
 keys, e.g. `plain-20 [trainer.max_steps=10]`.
+
+A run folder whose summary.json or .hydra/config.yaml cannot be read is left out and listed
+(`read_runs`); one whose metrics.csv or layer_responses.json cannot be read stays in, without
+that part, and is listed too (`Run.unreadable`).
 """
 
 from __future__ import annotations
@@ -18,9 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from degradation.errors import UserError
 from degradation.rundir import (
+    ANALYSIS,
+    CONFIG,
+    GRAD_NORMS,
+    LANDSCAPE,
+    LAYER_RESPONSES,
+    LESION,
+    METRICS,
     SUMMARY,
+    RunFolderError,
     find_run_dirs,
     read_flat_config,
     read_layer_responses,
@@ -43,6 +54,41 @@ NOT_RECIPE_KEYS = ("data.root", "data.download", "data.verify", "data.num_worker
 NOT_RECIPE_KEYS += ("data.eval_batch_size",)
 MAX_LABEL_KEYS = 3  # more differing keys than this: recipes are lettered instead
 SKIP_ORDER = {"none": 0, "add": 1, "concat": 2}
+# What the report does without a file it cannot read (by the file's path in the run folder)
+EFFECTS = {
+    SUMMARY: "run left out",
+    str(CONFIG): "run left out (its recipe is unknown)",
+    METRICS: "run kept, without its training curves",
+    LAYER_RESPONSES: "run kept, without its layer responses (Fig. 7)",
+    GRAD_NORMS: "run kept, without its gradient-flow figures",
+    f"{ANALYSIS}/{LANDSCAPE}": "run kept, not in the loss-landscape figure",
+    f"{ANALYSIS}/{LESION}": "run kept, not in the lesion figure",
+}
+
+
+@dataclass
+class Unreadable:
+    """A file of a run folder that could not be read: which, why, and what the report did."""
+
+    run_dir: Path
+    file: str  # its path inside the run folder
+    reason: str
+
+    @classmethod
+    def of(cls, run_dir: Path, err: RunFolderError) -> Unreadable:
+        try:
+            file = str(err.path.relative_to(run_dir))
+        except ValueError:
+            file = str(err.path)
+        return cls(Path(run_dir), file, err.reason)
+
+    @property
+    def left_out(self) -> bool:
+        return self.file in (SUMMARY, str(CONFIG))
+
+    @property
+    def effect(self) -> str:
+        return EFFECTS.get(self.file, "run kept, without this file")
 
 
 @dataclass
@@ -53,6 +99,7 @@ class Run:
     metrics: dict[str, list[tuple[int, float]]]  # column -> [(step, value)], last per step
     responses: dict[str, Any] | None  # layer_responses.json
     recipe: str = ""  # set by group_runs: "" where a dataset has one recipe
+    unreadable: list[Unreadable] = field(default_factory=list)  # files left out of this run
 
     @property
     def status(self) -> str:
@@ -149,18 +196,44 @@ def _number(x: Any) -> float | None:
 
 
 def find_runs(root: Path) -> list[Run]:
-    """Every run folder below root (root itself included), sorted by path; UserError if none."""
-    return [load_run(p) for p in sorted(find_run_dirs([Path(root)], marker=SUMMARY))]
+    """Every run folder below root (root itself included), sorted by path; UserError if none,
+    RunFolderError for the first one that cannot be read."""
+    runs, unreadable = read_runs(find_run_dirs([Path(root)], marker=SUMMARY))
+    if unreadable:
+        first = unreadable[0]
+        raise RunFolderError(first.run_dir / first.file, first.reason)
+    return runs
+
+
+def read_runs(run_dirs: list[Path]) -> tuple[list[Run], list[Unreadable]]:
+    """The run folders, sorted by path, and every file of theirs that could not be read: a run
+    without its summary or config is left out, one without another file kept without it."""
+    runs, unreadable = [], []
+    for path in sorted(run_dirs):
+        try:
+            runs.append(load_run(path))
+        except RunFolderError as err:
+            unreadable.append(Unreadable.of(path, err))
+    unreadable += [u for r in runs for u in r.unreadable]
+    return runs, sorted(unreadable, key=lambda u: (str(u.run_dir), u.file))
 
 
 def load_run(path: Path) -> Run:
+    """One run folder; RunFolderError if its summary or config cannot be read, its metrics
+    and layer responses left out (and noted in `Run.unreadable`) if they cannot."""
+    summary, config = read_summary(path), read_flat_config(path)
+    if summary is None:  # gone since the folder was found
+        raise RunFolderError(path / SUMMARY, "no such file")
+    run = Run(path, summary, config, {}, None)
     try:
-        summary = read_summary(path)
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path / SUMMARY}: not readable as JSON ({err})") from None
-    return Run(
-        path, summary, read_flat_config(path), read_metrics(path), read_layer_responses(path)
-    )
+        run.metrics = read_metrics(path)
+    except RunFolderError as err:
+        run.unreadable.append(Unreadable.of(path, err))
+    try:
+        run.responses = read_layer_responses(path)
+    except RunFolderError as err:
+        run.unreadable.append(Unreadable.of(path, err))
+    return run
 
 
 def recipe_of(run: Run) -> dict[str, Any]:

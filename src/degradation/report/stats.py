@@ -26,7 +26,20 @@ def describe(values: Iterable[float | None]) -> Stat:
     xs = [float(v) for v in values if v is not None and math.isfinite(v)]
     if not xs:
         return Stat(None, None, 0)
-    return Stat(statistics.fmean(xs), statistics.stdev(xs) if len(xs) >= 2 else None, len(xs))
+    return Stat(mean(xs), _stdev(xs) if len(xs) >= 2 else None, len(xs))
+
+
+def mean(xs: Sequence[float]) -> float:
+    """statistics.mean: exact, so finite values near the float limit never overflow (fmean's
+    float sum can, for values a hand-edited run folder may hold)."""
+    return float(statistics.mean(xs))
+
+
+def _stdev(xs: Sequence[float]) -> float:
+    try:
+        return statistics.stdev(xs)
+    except OverflowError:  # a spread beyond the largest float
+        return math.inf
 
 
 def percent(stat: Stat, digits: int = 2) -> str:
@@ -63,7 +76,7 @@ def welch(
     is None. Both are None with fewer than two values on a side, or when both sides hold
     identical values: the statistic is then 0/0 (scipy answers NaN, or noise from rounding).
     """
-    difference = statistics.fmean(first) - statistics.fmean(second)
+    difference = mean(first) - mean(second)
     if min(len(first), len(second)) < 2 or (
         max(first) == min(first) and max(second) == min(second)
     ):

@@ -13,7 +13,7 @@ from typing import Any
 
 from degradation.report.document import Table
 from degradation.report.paper import PAPER, PAPER_DATASET, SOURCES
-from degradation.report.runs import Run, Variant
+from degradation.report.runs import Run, Unreadable, Variant
 from degradation.report.stats import Stat, describe, p_text, percent
 
 ERROR_COLUMNS = {
@@ -218,6 +218,15 @@ def excluded_table(runs: list[Run], root: Path) -> Table | None:
         ["Run folder", "Variant", "Seed", "Status", "Reason"],
         rows,
         caption="Runs not in the means (listed, never dropped)",
+    )
+
+
+def unreadable_table(unreadable: list[Unreadable], root: Path) -> Table:
+    rows = [[relative(u.run_dir, root), u.file, u.reason, u.effect] for u in unreadable]
+    return Table(
+        ["Run folder", "File", "Why it could not be read", "In this report"],
+        rows,
+        caption="Files of run folders that could not be read",
     )
 
 

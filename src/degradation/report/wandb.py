@@ -9,7 +9,9 @@ Panels (He et al. 2015, Fig. 1 and Fig. 6): for each kind of net (plain, residua
 panel grid with training error and validation error against the iteration, one line per variant
 (W&B group) with the mean ± std over its seeds. W&B styles lines per run id only, so the paper's
 dashed training / bold test curves become two panels side by side. The test set is never a
-curve: its error (final model and best-validation checkpoint) is in the run table.
+curve: its error (final model and best-validation checkpoint) is in the run table. A run whose
+summary.json or config cannot be read is left out with a note on stderr; text from run folders
+is escaped in the report's Markdown (report/markdown.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ from typing import Any
 from degradation.choices import value
 from degradation.errors import UserError, first_line
 from degradation.loggers import STEP_METRIC, variant_group, wandb_requested
-from degradation.rundir import CONFIG, SUMMARY, find_run_dirs, read_config, read_summary, write_json
+from degradation.report.markdown import code_block, code_span
+from degradation.rundir import (
+    CONFIG,
+    SUMMARY,
+    RunFolderError,
+    find_run_dirs,
+    read_config,
+    read_summary,
+    write_json,
+)
 
 NET_KINDS = {  # skip -> (section title, runset name)
     "none": ("Plain nets (Fig. 1, Fig. 6 left)", "plain"),
@@ -62,24 +73,23 @@ def collect_runs(runs_root: Path) -> list[SweepRun]:
     for run_dir in find_run_dirs([runs_root], marker=SUMMARY):
         if not (run_dir / CONFIG).is_file():
             continue  # not a run folder of ours
-        cfg = read_config(run_dir)
-        if not wandb_requested(cfg) or value(cfg.logger.wandb.mode) == "disabled":
-            not_logged += 1
+        try:
+            cfg = read_config(run_dir)
+            if not wandb_requested(cfg) or value(cfg.logger.wandb.mode) == "disabled":
+                not_logged += 1
+                continue
+            summary = read_summary(run_dir)
+        except RunFolderError as err:
+            print(f"note: left out of the W&B report: {err}", file=sys.stderr)
             continue
-        runs.append(
-            SweepRun(
-                run_dir=run_dir,
-                summary=read_summary(run_dir),
-                group=variant_group(cfg),
-                skip=str(value(cfg.skip)),
-            )
-        )
+        group, skip = variant_group(cfg), str(value(cfg.skip))
+        runs.append(SweepRun(run_dir=run_dir, summary=summary, group=group, skip=skip))
     if not_logged:
         print(
             f"note: {not_logged} run(s) below {runs_root} not logged to W&B: left out",
             file=sys.stderr,
         )
-    runs.sort(key=lambda r: (kind_order.index(r.skip), r.summary.get("depth", 0), r.group))
+    runs.sort(key=lambda r: ((kind_order + [r.skip]).index(r.skip), r.summary["depth"], r.group))
     if not runs:
         raise UserError(
             f"{runs_root}: no run logged to W&B below it (train with logger=wandb first)"
@@ -125,7 +135,8 @@ def variant_table(runs: list[SweepRun]) -> str:
             return _mean_std([v for v in found if v is not None])
 
         rows.append(
-            f"| `{group}` | {len(members)} | {stat('final', 'train_error')} "
+            f"| {code_span(group, in_table=True)} | {len(members)} "
+            f"| {stat('final', 'train_error')} "
             f"| {stat('final', 'val_error')} | {stat('final', 'test_error')} "
             f"| {stat('best_val', 'test_error')} |"
         )
@@ -138,12 +149,12 @@ def _group_filter(groups: list[str]) -> str:
 
 def _blocks(wr: Any, runs: list[SweepRun], runs_root: Path, scope: dict[str, str]) -> list:
     intro = (
-        f"Sweep `{runs_root}`: {len(runs)} runs. The degradation problem (He et al. 2015): "
-        "a deeper *plain* net trains to a **higher training error**; with skip connections "
-        "it does not. Each line is one variant (a W&B group), mean ± std over its seeds. "
-        "Training error is the running error over `log_every` steps (augmented, BN in "
-        "training mode), validation error is on the held-out split; the test set only "
-        "appears in the tables.\n\n" + variant_table(runs)
+        f"Sweep {code_span(runs_root)}: {len(runs)} runs. The degradation problem "
+        "(He et al. 2015): a deeper *plain* net trains to a **higher training error**; with "
+        "skip connections it does not. Each line is one variant (a W&B group), mean ± std "
+        "over its seeds. Training error is the running error over `log_every` steps "
+        "(augmented, BN in training mode), validation error is on the held-out split; the "
+        "test set only appears in the tables.\n\n" + variant_table(runs)
     )
     blocks: list = [wr.MarkdownBlock(text=intro)]
     for skip, (title, runset_name) in NET_KINDS.items():
@@ -187,7 +198,7 @@ def _blocks(wr: Any, runs: list[SweepRun], runs_root: Path, scope: dict[str, str
         wr.H2(text="Runs"),
         wr.PanelGrid(runsets=[table], panels=[lr_panel]),
         wr.H2(text="Command"),
-        wr.MarkdownBlock(text="```bash\n" + "\n".join(c for c in commands if c) + "\n```"),
+        wr.MarkdownBlock(text=code_block([c for c in commands if c], "bash")),
     ]
     return blocks
 
