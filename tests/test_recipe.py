@@ -100,7 +100,7 @@ def test_paper_cifar10_trains_on_cifar_files_and_logs_lr_every_step(tmp_path, ou
         "data.download=false", "data.val_size=100", "depth=8", "trainer.max_steps=4",
         "log_every=1", "optim.warmup_lr=0.01", "optim.warmup_max_steps=2",
         "optim.warmup_until_error=0.0", "trainer.enable_progress_bar=false",
-        f"output_root={out}", cwd=tmp_path, env=NO_NETWORK,
+        "trainer.val_check_interval=2", f"output_root={out}", cwd=tmp_path, env=NO_NETWORK,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "warm-up ended at step 2: lr 0.01 -> 0.1" in result.stdout
@@ -113,6 +113,7 @@ def test_paper_cifar10_trains_on_cifar_files_and_logs_lr_every_step(tmp_path, ou
     assert (saved.name, saved.data.normalize) == ("paper_cifar10", "per_pixel_mean")
     assert summary["params"] == count_parameters(build_model(8, "add", "zero_pad", 10, 3))
     assert 0 <= summary["final"]["test_error"] <= 1 and 0 <= summary["best_val"]["test_error"] <= 1
+    assert summary["best_val"]["checkpoint"] == "best.ckpt"
     files = load_source("cifar10", tmp_path / "data", verify=False)
     assert summary["dataset_checksum"] == files.checksum
     assert torch.equal(files.train_images.flatten(1), torch.from_numpy(fake.train_data))
