@@ -307,10 +307,14 @@ def model_kwargs(cfg: Any, num_classes: int, in_channels: int) -> dict:
 
 
 def variant_name(cfg: Any) -> str:
-    """Human label of the architecture, seed left out: 'plain-56', 'resnet-56 projection'."""
+    """Human label of the architecture, seed left out: 'plain-56', 'resnet-56 projection',
+    'resnet-18 imagenet' (the family is named unless it is cifar, so that CIFAR- and
+    ImageNet-style nets of one depth are never averaged together)."""
     skip = value(cfg.skip)
-    family = {"none": "plain", "add": "resnet", "concat": "concatnet"}[skip]
-    label = f"{family}-{cfg.depth}"
+    kind = {"none": "plain", "add": "resnet", "concat": "concatnet"}[skip]
+    label = f"{kind}-{cfg.depth}"
+    if value(cfg.family) != "cifar":
+        label += f" {value(cfg.family)}"
     if value(cfg.block) == "bottleneck":
         label += " bottleneck"
     if cfg.preact:
