@@ -54,6 +54,13 @@ class Normalize(str, Enum):
     none = "none"
 
 
+class PadValue(str, Enum):
+    """What the augmentation's padding holds (docs/recipe.md)."""
+
+    zero = "zero"  # raw pixels padded with 0 (black), then normalised: the pad is -mean/std
+    mean = "mean"  # normalised, then padded with 0: the pad is the mean (fb.resnet.torch)
+
+
 class Loader(str, Enum):
     tensor = "tensor"  # uint8 tensors, batched augmentation; resident on the GPU under CUDA
     torchvision = "torchvision"  # the common recipe: per-sample transforms, DataLoader workers
@@ -155,6 +162,7 @@ class DataConfig:
     train_limit: Optional[int] = checked(None, POSITIVE)  # the first N training images only
     augment: bool = True  # pad + random crop + horizontal flip
     pad: int = checked(4, NON_NEGATIVE)
+    pad_value: PadValue = PadValue.zero
     flip: bool = True
     normalize: Normalize = Normalize.per_channel
     num_workers: int = checked(0, NON_NEGATIVE)
