@@ -19,6 +19,11 @@ from degradation.config import OptimConfig
 from degradation.models import member_loss
 from degradation.rundir import STATE_KEY
 
+# Logger keys of the evaluations: `val/loss`, `val/error`; at the end of a run the test set
+# twice (train.py), the final model as `test/loss`, `test/error` and best.ckpt as
+# `best/test_loss`, `best/test_error`, so that the two never share a metrics.csv column.
+VAL_PREFIX, TEST_PREFIX, BEST_TEST_PREFIX = "val/", "test/", "best/test_"
+
 
 def scheduled_lr(optim: OptimConfig, step: int, warming_up: bool) -> float:
     """Learning rate at a training step: lr · gamma^(milestones passed), or the warm-up lr."""
@@ -37,6 +42,7 @@ class Classifier(L.LightningModule):
         # a window drops below warmup_until_error, or warmup_max_steps pass
         self.warming_up = optim.warmup_lr is not None
         self.warmup_end_step: int | None = None
+        self.test_prefix = TEST_PREFIX  # train.py sets BEST_TEST_PREFIX to test best.ckpt
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -95,14 +101,14 @@ class Classifier(L.LightningModule):
         loss = F.cross_entropy(logits, labels)
         error = (logits.argmax(dim=1) != labels).float().mean()
         n = len(labels)
-        self.log(f"{prefix}/loss", loss, on_epoch=True, sync_dist=True, batch_size=n)
-        self.log(f"{prefix}/error", error, on_epoch=True, sync_dist=True, batch_size=n)
+        self.log(f"{prefix}loss", loss, on_epoch=True, sync_dist=True, batch_size=n)
+        self.log(f"{prefix}error", error, on_epoch=True, sync_dist=True, batch_size=n)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+        self._eval_step(batch, VAL_PREFIX)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        self._eval_step(batch, self.test_prefix)
 
     # --- state that a resumed run needs ----------------------------------------------------
 

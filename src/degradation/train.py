@@ -36,7 +36,7 @@ from degradation.distributed import cluster_plugins, distributed_trainer_args, i
 from degradation.environment import environment, git_state
 from degradation.loggers import build_loggers, finish_wandb
 from degradation.models import build_model, count_flops, count_parameters, layer_responses
-from degradation.module import Classifier
+from degradation.module import BEST_TEST_PREFIX, TEST_PREFIX, Classifier
 from degradation.preflight import validate
 from degradation.resume import plan_resume
 from degradation.rundir import (
@@ -93,9 +93,11 @@ def _trainer(cfg: DictConfig, run_dir: Path, callbacks: _Callbacks, keep_rows, s
     )
 
 
-def _test_error(trainer: L.Trainer, module, dm, ckpt_path=None) -> dict[str, float]:
+def _test_error(trainer: L.Trainer, module, dm, prefix: str, ckpt_path=None) -> dict[str, float]:
+    """{"loss", "error"} on the test set, logged as `{prefix}loss`, `{prefix}error`."""
+    module.test_prefix = prefix
     results = trainer.test(module, datamodule=dm, ckpt_path=ckpt_path, verbose=False)
-    return {k.split("/")[1]: float(v) for k, v in results[0].items()}
+    return {k.removeprefix(prefix): float(v) for k, v in results[0].items()}
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -156,10 +158,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         train_metrics = window.last_window or {}
         diverged_at, warmup_end_step = callbacks.divergence.diverged_at, module.warmup_end_step
         final_val = trainer.validate(module, datamodule=dm, verbose=False)[0]
-        final_test = _test_error(trainer, module, dm)
+        final_test = _test_error(trainer, module, dm, TEST_PREFIX)
         if is_global_zero():  # Fig. 7, on the final weights (best_test loads best.ckpt)
             _write_layer_responses(run_dir, module.model, dm, trainer.global_step)
-        best_test = _test_error(trainer, module, dm, ckpt_path=best.best_model_path or None)
+        best_path = best.best_model_path or None
+        best_test = _test_error(trainer, module, dm, BEST_TEST_PREFIX, ckpt_path=best_path)
         summary.update(
             status="diverged" if diverged_at is not None else "completed",
             steps=trainer.global_step,
