@@ -180,11 +180,13 @@ class OptimConfig:
     nesterov: bool = False
     milestones: List[int] = checked(None, INCREASING, factory=lambda: [32000, 48000])
     gamma: float = checked(0.1, FRACTION)
-    # ResNet-110 warm-up: lr = warmup_lr until the training error drops below
-    # warmup_until_error or warmup_max_steps pass, whichever comes first. null = no warm-up.
+    # ResNet-110 warm-up (docs/recipe.md): lr = warmup_lr until a window's training error
+    # drops below warmup_until_error, the paper's rule. warmup_max_steps is a safety cap only:
+    # a warm-up it ends is recorded as such (summary.json warmup_end_reason "cap") with a
+    # warning. null warmup_lr = no warm-up.
     warmup_lr: Optional[float] = checked(None, POSITIVE)
     warmup_until_error: float = checked(0.8, UNIT_INTERVAL)
-    warmup_max_steps: int = checked(400, POSITIVE)
+    warmup_max_steps: int = checked(4000, POSITIVE)  # 10x the paper's "about 400 iterations"
 
 
 @dataclass

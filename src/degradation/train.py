@@ -183,6 +183,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             },
             diverged_step=diverged_at,
             warmup_end_step=warmup_end_step,
+            warmup_end_reason=module.warmup_end_reason,  # "error" (the paper's rule) or "cap"
             throughput_img_s=window.throughput_img_s,
         )
     except Exception as err:
