@@ -275,6 +275,7 @@ def test_choices_and_arch_record():
         "width": 1,
         "preact": False,
         "zero_init_residual": False,
+        "head_init": "pytorch",
     }
 
 
@@ -430,3 +431,27 @@ def test_cifar_and_imagenet_nets_of_one_depth_are_different_variants_and_wandb_r
         runs.append(Run(Path(family), summary, {}, {}, None))
     assert [v.name for v in group_runs(runs)] == ["resnet-50", "resnet-50 imagenet"]
     assert names == ["resnet-50 zero_pad s0", "resnet-50 imagenet zero_pad s0"]
+
+
+def test_head_init_pytorch_default_or_he_normal():
+    torch.manual_seed(0)
+    fc = build_model(20, "none").head.fc  # 64 -> 10
+    bound = 1 / 64**0.5  # nn.Linear's default: kaiming_uniform_(a=sqrt(5)) = U(±1/sqrt(fan_in))
+    assert fc.weight.abs().max() <= bound and fc.bias.abs().max() <= bound
+    assert fc.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.15)
+    assert torch.count_nonzero(fc.bias) == 10
+    torch.manual_seed(0)
+    he = build_model(20, "none", head_init="he_normal")
+    std = (2 / 64) ** 0.5  # N(0, 2/fan_in), 0.177: 2.4x the default's 0.072
+    assert he.head.fc.weight.std().item() == pytest.approx(std, rel=0.15)
+    assert torch.count_nonzero(he.head.fc.bias) == 0
+    assert he.arch["head_init"] == "he_normal"
+    # only the head differs: the convs draw the same numbers either way
+    torch.manual_seed(0)
+    default = build_model(20, "none")
+    assert torch.equal(default.stem.conv.weight, he.stem.conv.weight)
+    last = [m.stages[2][2].branch.conv2.weight for m in (default, he)]
+    assert torch.equal(*last)
+    with pytest.raises(UserError, match="head_init='xavier' is not valid; choose one of: "
+                       "pytorch, he_normal"):  # fmt: skip
+        build_model(20, head_init="xavier")

@@ -48,6 +48,13 @@ class Block(str, Enum):
     bottleneck = "bottleneck"
 
 
+class HeadInit(str, Enum):
+    """How the classifier (the final nn.Linear) is initialised (docs/recipe.md)."""
+
+    pytorch = "pytorch"  # nn.Linear's default, as torchvision's resnet.py keeps it
+    he_normal = "he_normal"  # N(0, 2/fan_in) weights, zero bias, like the convs (He et al.)
+
+
 class Normalize(str, Enum):
     per_channel = "per_channel"  # (x - mean_c) / std_c over the training split
     per_pixel_mean = "per_pixel_mean"  # the paper: subtract the per-pixel mean image
@@ -243,6 +250,7 @@ class RunConfig:
     width: int = checked(1, POSITIVE)
     preact: bool = False
     zero_init_residual: bool = False
+    head_init: HeadInit = HeadInit.pytorch
     # run
     seed: int = checked(0, SEED)
     name: str = checked("default", FOLDER_NAME)  # experiment name: the folder of its runs
@@ -313,6 +321,7 @@ def model_kwargs(cfg: Any, num_classes: int, in_channels: int) -> dict:
         width=cfg.width,
         preact=cfg.preact,
         zero_init_residual=cfg.zero_init_residual,
+        head_init=value(cfg.head_init),
     )
 
 

@@ -119,6 +119,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "shortcut": value(cfg.shortcut) if value(cfg.skip) != "none" else "not_applicable",
         "family": value(cfg.family),
         "block": None,
+        "head_init": value(cfg.head_init),  # recipe choices (docs/recipe.md)
+        "pad_value": value(cfg.data.pad_value),
         "dataset": cfg.data.name,
         "seed": cfg.seed,
         "status": "failed",

@@ -3,7 +3,8 @@
 Public API
 ----------
 build_model(depth=56, skip="add", shortcut="zero_pad", num_classes=10, in_channels=3, *,
-            family="cifar", block=None, width=1, preact=False, zero_init_residual=False)
+            family="cifar", block=None, width=1, preact=False, zero_init_residual=False,
+            head_init="pytorch")
     Check a configuration and build a `ResNet`; bad values raise `UserError` (a ValueError)
     with a one-line message. `model.arch` is a plain dict describing what was built.
 count_parameters(model) -> int

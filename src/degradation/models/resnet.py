@@ -21,6 +21,7 @@ from .shortcuts import SHORTCUTS
 from .skips import SKIPS
 
 FAMILIES = ("cifar", "imagenet")
+HEAD_INITS = ("pytorch", "he_normal")  # see ResNet._init_weights
 
 # Base widths of the stages before the width multiplier (planes; a bottleneck expands x4).
 STAGE_PLANES = {"cifar": (16, 32, 64), "imagenet": (64, 128, 256, 512)}
@@ -62,6 +63,7 @@ class ResNet(nn.Module):
         width: int = 1,
         preact: bool = False,
         zero_init_residual: bool = False,
+        head_init: str = "pytorch",
     ) -> None:
         super().__init__()
         stem_ch = STEM_CHANNELS[family] * width
@@ -87,7 +89,7 @@ class ResNet(nn.Module):
                 pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc=nn.Linear(in_ch, num_classes)
             )
         )
-        self._init_weights(zero_init_residual)
+        self._init_weights(zero_init_residual, head_init)
 
     @staticmethod
     def _make_stem(family: str, in_ch: int, out_ch: int, preact: bool) -> nn.Sequential:
@@ -123,14 +125,26 @@ class ResNet(nn.Module):
             in_ch = planes * block.expansion
         return nn.Sequential(*layers)
 
-    def _init_weights(self, zero_init_residual: bool) -> None:
-        # He et al. 2015 [13], forward case: keep activation variance through ReLU layers.
+    def _init_weights(self, zero_init_residual: bool, head_init: str = "pytorch") -> None:
+        """Convs: He normal, fan-in (He et al. 2015, "Delving Deep into Rectifiers", the
+        forward case: keeps the activation variance through ReLU layers); BN: weight 1, bias 0.
+
+        The classifier, by `head_init` (docs/recipe.md):
+          pytorch    nn.Linear's own default, left as constructed: kaiming_uniform_ with
+                     a=sqrt(5), i.e. weights ~ U(±1/sqrt(fan_in)), bias ~ U(±1/sqrt(fan_in));
+                     torchvision's resnet.py keeps it too (its init loop skips nn.Linear)
+          he_normal  weights ~ N(0, 2/fan_in) as the convs (its input is a pooled ReLU
+                     output), bias 0
+        """
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if head_init == "he_normal":  # after the convs: "pytorch" draws nothing more
+            nn.init.kaiming_normal_(self.head.fc.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(self.head.fc.bias)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, Block):
@@ -195,6 +209,7 @@ def build_model(
     width: int = 1,
     preact: bool = False,
     zero_init_residual: bool = False,
+    head_init: object = "pytorch",
 ) -> ResNet:
     """Check a configuration and build the net; `model.arch` records what was built.
 
@@ -222,6 +237,7 @@ def build_model(
     num_classes = _positive_int("num_classes", num_classes)
     in_channels = _positive_int("in_channels", in_channels)
     preact, zero_init_residual = bool(preact), bool(zero_init_residual)
+    head_init = check_choice("head_init", head_init, HEAD_INITS)
     if zero_init_residual and skip == "none":
         raise UserError(
             "zero_init_residual=True with skip='none' is not valid: a plain net would "
@@ -240,6 +256,7 @@ def build_model(
         width,
         preact,
         zero_init_residual,
+        head_init,
     )
     model.arch = {
         "family": family,
@@ -250,8 +267,9 @@ def build_model(
         "width": width,
         "preact": preact,
         "zero_init_residual": zero_init_residual,
+        "head_init": head_init,
     }
     return model
 
 
-__all__ = ["FAMILIES", "ResNet", "build_model"]
+__all__ = ["FAMILIES", "HEAD_INITS", "ResNet", "build_model"]
