@@ -7,6 +7,7 @@ steps) provides trained runs; the analyses run once on it through the real CLI (
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -29,8 +30,9 @@ from degradation.analyze.landscape import (
     loss_landscape,
     training_subset,
 )
-from degradation.analyze.lesion import DeletedBlock, why_not_deletable
+from degradation.analyze.lesion import DeletedBlock, lesion_study, why_not_deletable
 from degradation.analyze.plots import analysis_figures
+from degradation.analyze.summaries import headroom_lost, landscape_summary, lesion_summary
 from degradation.analyze.trained import load_run
 from degradation.callbacks import GradientFlow
 from degradation.models import build_model, gradient_norms
@@ -93,42 +95,81 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def conv3x3_names(model: nn.Module) -> list[str]:
+    """The main-path 3×3 convs, found here independently of the code under test."""
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)
+            and m.kernel_size == (3, 3) and ".shortcut." not in name]  # fmt: skip
+
+
 @pytest.mark.parametrize("skip", ["none", "add"])
-def test_gradient_norms_are_recorded_for_every_conv_layer(runs, skip):
+def test_gradient_flow_is_recorded_for_every_3x3_layer_and_stage(runs, skip):
     run_dir = runs[skip]
     model = build_model(depth=8, skip=skip)
     rows = read_csv(run_dir / GRAD_NORMS)
-    stages = ["stages.0", "stages.1", "stages.2"]
-    assert list(rows[0]) == ["step", *conv_names(model), *stages, "first_last_ratio"]
+    layers, stages = conv3x3_names(model), ["stages.0", "stages.1", "stages.2"]
+    assert list(rows[0]) == [
+        "step", *(f"rms/{n}" for n in layers), *(f"rel/{n}" for n in layers),
+        *(f"rms/{s}" for s in stages), *(f"rel/{s}" for s in stages),
+    ]  # fmt: skip
     assert [int(r["step"]) for r in rows] == list(range(0, STEPS, GRAD_EVERY))
+    sizes = {name: m.weight.numel() for name, m in model.named_modules() if name in layers}
     for row in rows:
         values = {k: float(v) for k, v in row.items() if k != "step"}
         assert all(math.isfinite(v) and v > 0 for v in values.values()), row
-        ratio = values["stem.conv"] / values["stages.2.0.branch.conv2"]
-        assert values["first_last_ratio"] == pytest.approx(ratio, rel=1e-6)
-        for i, stage in enumerate(stages):  # a stage holds its convs (and BN parameters)
-            inside = [v for k, v in values.items() if k.startswith(f"stages.{i}.")]
-            assert values[stage] ** 2 >= sum(v * v for v in inside) * (1 - 1e-6)
-    # metrics.csv stays narrow: the stage norms and the ratio, no per-layer columns
+        for i, stage in enumerate(stages):  # a stage pools its layers' squared gradients
+            inside = [n for n in layers if n.startswith(f"stages.{i}.")]
+            grad_sq = sum(values[f"rms/{n}"] ** 2 * sizes[n] for n in inside)
+            total = sum(sizes[n] for n in inside)
+            assert values[f"rms/{stage}"] == pytest.approx(math.sqrt(grad_sq / total), rel=1e-5)
+    # metrics.csv stays narrow: the stages' numbers only, no per-layer columns
     header = read_csv(run_dir / "metrics.csv")[0].keys()
     grad_columns = sorted(k for k in header if k.startswith("grad/"))
-    assert grad_columns == ["grad/first_last_ratio", *(f"grad/{s}" for s in stages)]
+    assert grad_columns == sorted(f"grad/{kind}/{s}" for kind in ("rms", "rel") for s in stages)
 
 
-def test_gradient_norms_match_a_direct_computation():
+@pytest.mark.parametrize("skip,shortcut", [("none", None), ("add", "projection"),
+                                           ("concat", "projection")])  # fmt: skip
+def test_gradient_flow_matches_a_direct_computation_on_the_same_layers(skip, shortcut):
     torch.manual_seed(0)
-    model = build_model(depth=8, skip="add", shortcut="projection")
+    model = build_model(depth=8, skip=skip, shortcut=shortcut or "zero_pad")
     F.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 3])).backward()
-    norms = gradient_norms(model)
+    flow = gradient_norms(model)
+    layers = conv3x3_names(model)
+    # the same 7 layers whatever the skip: no projection, no concat fuse conv
+    assert layers == conv3x3_names(build_model(depth=8, skip="none"))
+    assert [k.removeprefix("rel/") for k in flow if k.startswith("rel/stem") or
+            k.startswith("rel/stages.") and k.count(".") > 1] == layers  # fmt: skip
     for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            assert norms[name] == pytest.approx(m.weight.grad.norm().item(), rel=1e-5)
-    assert "stages.1.0.merge.shortcut.conv" in norms  # projection convs are layers too
-    stage1 = torch.cat([p.grad.flatten() for p in model.stages[1].parameters()])
-    assert norms["stages.1"] == pytest.approx(stage1.norm().item(), rel=1e-5)
-    last = model.stages[2][0].branch.conv2.weight.grad.norm()  # main path, not the shortcut
-    ratio = model.stem.conv.weight.grad.norm() / last
-    assert norms["first_last_ratio"] == pytest.approx(ratio.item(), rel=1e-5)
+        if name in layers:
+            g, w = m.weight.grad, m.weight.detach()
+            assert flow[f"rms/{name}"] == pytest.approx((g.norm() / g.numel() ** 0.5).item(),
+                                                        rel=1e-5)  # fmt: skip
+            assert flow[f"rel/{name}"] == pytest.approx((g.norm() / w.norm()).item(), rel=1e-5)
+    stage1 = [m.weight for name, m in model.named_modules() if name in layers
+              and name.startswith("stages.1.")]  # fmt: skip
+    grad_norm = torch.cat([w.grad.flatten() for w in stage1]).norm()
+    weight_norm = torch.cat([w.detach().flatten() for w in stage1]).norm()
+    assert flow["rel/stages.1"] == pytest.approx((grad_norm / weight_norm).item(), rel=1e-5)
+
+
+def test_rms_gradient_does_not_depend_on_layer_size_and_relative_update_is_g_over_w():
+    # a stem-sized conv (3 -> 16: 432 weights) and a last-layer-sized one (64 -> 64: 36,864)
+    small, large = nn.Conv2d(3, 16, 3, bias=False), nn.Conv2d(64, 64, 3, bias=False)
+    model = nn.Sequential(small, large)
+    with torch.no_grad():
+        small.weight.fill_(0.5)
+        large.weight.fill_(0.25)
+    for conv in (small, large):  # the same gradient per weight
+        conv.weight.grad = torch.full_like(conv.weight, 0.01)
+    flow = gradient_norms(model)
+    # equal up to float32 summation over 36,864 squares
+    assert flow["rms/0"] == pytest.approx(0.01, rel=1e-4)
+    assert flow["rms/1"] == pytest.approx(flow["rms/0"], rel=1e-4)
+    # raw norms differ by sqrt(36864 / 432) = 9.24: the size the RMS takes out
+    assert large.weight.grad.norm() / small.weight.grad.norm() == pytest.approx(9.2376, rel=1e-4)
+    # ‖g‖/‖w‖ = (0.01·√n)/(c·√n) = 0.01 / c
+    assert flow["rel/0"] == pytest.approx(0.02, rel=1e-4)
+    assert flow["rel/1"] == pytest.approx(0.04, rel=1e-4)
 
 
 def test_a_resumed_run_drops_the_records_of_steps_it_trains_again(tmp_path):
@@ -203,6 +244,42 @@ def test_landscape_at_the_origin_equals_the_models_loss(runs, analysed):
     assert f"loss at the trained weights {data['loss_1d'][1]:.4f}" in out
 
 
+def test_landscape_summary_matches_losses_computed_by_hand():
+    torch.manual_seed(0)
+    model = build_model(depth=8, skip="add").eval()
+    images, labels = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    data = loss_landscape(model, images, labels, steps=5, span=1.0, seed=7, progress=False)
+    generator = torch.Generator().manual_seed(7)  # the same two directions, in the same order
+    d1 = filter_normalized_direction(model, generator)
+    d2 = filter_normalized_direction(model, generator)
+
+    def loss_at(a: float, b: float) -> float:
+        moved = copy.deepcopy(model)
+        with torch.no_grad():
+            for p, x, y in zip(moved.parameters(), d1, d2, strict=True):
+                p.add_(a * x + b * y)
+            return F.cross_entropy(moved(images), labels).item()
+
+    centre = loss_at(0, 0)
+    half = [loss_at(0.5, 0), loss_at(-0.5, 0), loss_at(0, 0.5), loss_at(0, -0.5)]
+    one = [loss_at(1, 0), loss_at(-1, 0), loss_at(0, 1), loss_at(0, -1)]
+    summary = landscape_summary(data)
+    assert summary["central_loss"] == pytest.approx(centre, rel=1e-5)
+    increase = summary["increase"]
+    assert increase[0.5] == pytest.approx(np.mean(half) - centre, rel=1e-4, abs=1e-5)
+    assert increase[1.0] == pytest.approx(np.mean(one) - centre, rel=1e-4, abs=1e-5)
+    # 0.25 lies halfway between the grid points 0 and ±0.5: linear interpolation
+    assert increase[0.25] == pytest.approx((np.mean(half) - centre) / 2, rel=1e-4, abs=1e-5)
+    # within ±0.5 each direction has three points: the quadratic through them has
+    # second derivative (L(h) + L(-h) - 2 L(0)) / h²
+    kappas = [(half[0] + half[1] - 2 * centre) / 0.25, (half[2] + half[3] - 2 * centre) / 0.25]
+    assert summary["curvature"] == pytest.approx(np.mean(kappas), rel=1e-4, abs=1e-5)
+    # a ratio would differ between nets with different central losses; the increase does not
+    shifted = {**data, "loss_1d": data["loss_1d"] + 3.0, "loss_2d": data["loss_2d"] + 3.0}
+    assert landscape_summary(shifted)["curvature"] == pytest.approx(summary["curvature"])
+    assert landscape_summary(shifted)["increase"][1.0] == pytest.approx(increase[1.0])
+
+
 # --- lesion study --------------------------------------------------------------------------
 
 
@@ -244,6 +321,8 @@ def test_lesion_cli_records_test_error_per_deleted_block(sweep, runs, analysed):
         # intact: the final weights on the whole test set, as training measured them
         assert record["baseline"]["test_error"] == pytest.approx(summary["final"]["test_error"])
         assert record["num_images"] == 128 and record["skip"] == skip
+        assert (record["num_classes"], record["chance_error"]) == (10, pytest.approx(0.9))
+        base = record["baseline"]["test_error"]
         blocks = {b["block"]: b for b in record["blocks"]}
         assert list(blocks) == ["stages.0.0", "stages.1.0", "stages.2.0"]
         shape_changes = {"stages.1.0", "stages.2.0"} if skip == "none" else set()
@@ -251,8 +330,11 @@ def test_lesion_cli_records_test_error_per_deleted_block(sweep, runs, analysed):
             assert block["deleted"] == (name not in shape_changes)
             if block["deleted"]:
                 assert 0 <= block["test_error"] <= 1 and block["note"] is None
+                lost = (block["test_error"] - base) / (0.9 - base) if base < 0.9 else None
+                assert block["headroom_lost"] == pytest.approx(lost)
             else:
                 assert block["test_error"] is None and "changes the shape" in block["note"]
+                assert block["headroom_lost"] is None
         assert (run_dir / "analysis" / "lesion.png").read_bytes().startswith(PNG_MAGIC)
     assert "not deletable (plain block that changes the shape): stages.1.0, stages.2.0" in (
         analysed["lesion"].stdout
@@ -262,19 +344,67 @@ def test_lesion_cli_records_test_error_per_deleted_block(sweep, runs, analysed):
     assert (sweep / "analysis" / "lesion.png").read_bytes().startswith(PNG_MAGIC)
 
 
+def test_lesion_summary_matches_errors_computed_by_hand():
+    torch.manual_seed(0)
+    model = build_model(depth=8, skip="add").eval()
+    images = torch.randn(40, 3, 32, 32)
+    with torch.no_grad():
+        labels = model(images).argmax(dim=1)
+    labels[:10] = (labels[:10] + 1) % 10  # the intact net is wrong on exactly 10 of 40
+    record = {**lesion_study(model, images, labels, progress=False), "num_classes": 10}
+    assert record["baseline"]["test_error"] == 0.25
+
+    def error_without(block) -> float:
+        """The block's output replaced by relu(shortcut(x)), by a forward hook."""
+        merge = block.merge
+
+        def bypass(module, inputs, output):
+            x = inputs[0]
+            return torch.relu(x if merge.shortcut is None else merge.shortcut(x))
+
+        handle = block.register_forward_hook(bypass)
+        with torch.no_grad():
+            error = (model(images).argmax(dim=1) != labels).float().mean().item()
+        handle.remove()
+        return error
+
+    errors = [error_without(block) for stage in model.stages for block in stage]
+    assert [b["test_error"] for b in record["blocks"]] == pytest.approx(errors)
+    lost = [(e - 0.25) / (0.9 - 0.25) for e in errors]  # chance for 10 classes: 0.9
+    summary = lesion_summary(record)
+    assert summary["chance_error"] == pytest.approx(0.9)
+    assert summary["mean_lost"] == pytest.approx(np.mean(lost))
+    assert summary["max_lost"] == pytest.approx(max(lost))
+    assert summary["mean_rise"] == pytest.approx(np.mean(errors) - 0.25)
+    assert headroom_lost(0.95, 0.92, 10) is None  # at chance already: no headroom to lose
+
+
 # --- figures for the report ----------------------------------------------------------------
 
 
 def test_analysis_figures_show_every_analysis_with_numbers(runs, analysed, tmp_path):
     figures = analysis_figures(list(runs.values()), tmp_path)
     titles = [title for title, _, _ in figures]
-    assert titles == ["Gradient flow per layer", "Gradient ratio first / last layer",
+    assert titles == ["Gradient flow per layer", "Gradient flow over depth",
                       "Loss landscape", "Lesion study"]  # fmt: skip
     for title, png, caption in figures:
         assert png.parent == tmp_path and png.read_bytes().startswith(PNG_MAGIC)
         if title != "Gradient flow per layer":  # the numbers, run by run
             assert "plain-8" in caption and "resnet-8" in caption
     assert f"every {GRAD_EVERY} steps" in figures[0][2]
+    captions = dict((title, caption) for title, _, caption in figures)
+    # the numbers come from the recorded data
+    for skip, label in (("none", "plain-8"), ("add", "resnet-8")):
+        with np.load(runs[skip] / "analysis" / "landscape.npz") as f:
+            summary = landscape_summary({k: f[k] for k in f.files})
+        assert f"{label}: L0 {summary['central_loss']:.3g}" in captions["Loss landscape"]
+        assert f"κ {summary['curvature']:.3g}" in captions["Loss landscape"]
+        record = json.loads((runs[skip] / "analysis" / "lesion.json").read_text())
+        lesion = lesion_summary(record)
+        assert f"{label}: intact {100 * lesion['baseline_error']:.3g} %" in captions["Lesion study"]
+    # one residual and one plain net of depth 8: the curvature comparison, against Li et al.
+    assert "At depth 8 the residual net is" in captions["Loss landscape"]
+    assert "Li et al. 2018" in captions["Loss landscape"]
     assert analysis_figures([tmp_path], tmp_path / "empty") == []  # nothing recorded
 
 
@@ -283,7 +413,7 @@ def test_report_shows_the_analysis_figures(sweep, analysed, tmp_path):
 
     build_report(sweep, tmp_path / "report")
     markdown = (tmp_path / "report" / "report.md").read_text()
-    for name in ("gradient_flow", "gradient_ratio", "landscape", "lesion"):
+    for name in ("gradient_flow", "gradient_profile", "landscape", "lesion"):
         assert f"](analysis_{name}.png)" in markdown
 
 

@@ -44,6 +44,12 @@ RUN = [  # (arguments of python -m degradation.run, texts the error line must ho
         ["family=keras", "depth=50", "shortcut=zero_pad"],
         ["shortcut='zero_pad' is not valid for a keras net", "choose shortcut='all_projection'"],
     ),
+    (
+        ["family=keras", "depth=50", "head_init=he_normal"],
+        ["head_init='he_normal' is not valid for a keras net", "choose head_init='pytorch'"],
+    ),
+    (["head_init=xavier"], ["head_init=xavier", "pytorch", "he_normal"]),
+    (["data.pad_value=edge"], ["data.pad_value=edge", "zero", "mean"]),
     (["data=nonexistent"], ["data=nonexistent", "fashion_mnist", "synthetic"]),
     (["experiment=nope"], ["experiment=nope", "smoke"]),
     (["dpth=3"], ["dpth=3", "unknown key", "depth"]),

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from degradation.config import DataConfig, SyntheticConfig
 from degradation.data import ImageDataModule, split_train_val
-from degradation.data.augment import Normalizer, random_crop_flip
+from degradation.data.augment import Normalizer, augment_and_normalize, random_crop_flip
+from degradation.data.loaders import PerSampleImages, framework_transform
 from degradation.data.synthetic import make_synthetic
 
 
@@ -81,3 +85,57 @@ def test_per_channel_normalisation_uses_training_statistics():
     assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
     pixel = Normalizer(images, "per_pixel_mean")(images.float())
     assert torch.allclose(pixel.mean(dim=0), torch.zeros(3, 4, 4), atol=1e-4)
+
+
+def crop_offsets(out: torch.Tensor, padded: torch.Tensor, size: int, pad: int) -> list:
+    """For each sample, the (dy, dx) of the windows of its padded image that it equals."""
+    return [
+        [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+         if torch.allclose(out[i], padded[i, :, dy : dy + size, dx : dx + size], atol=1e-5)]
+        for i in range(len(out))
+    ]  # fmt: skip
+
+
+def test_pad_value_zero_pads_black_pixels_and_mean_pads_the_normalised_mean():
+    torch.manual_seed(0)
+    x = torch.randint(1, 256, (48, 3, 8, 8)).float()  # no black pixel inside the images
+    norm = Normalizer(x, "per_channel")
+    black = F.pad(x, (2, 2, 2, 2))  # zero: raw black pixels, normalised with the image
+    for pad_value, padded in (("zero", norm(black)), ("mean", F.pad(norm(x), (2, 2, 2, 2)))):
+        out = augment_and_normalize(x, norm, pad=2, flip=False, pad_value=pad_value)
+        found = crop_offsets(out, padded, 8, 2)
+        assert all(found), f"{pad_value}: a sample is not a window of its padded image"
+        assert len({f[0] for f in found}) > 10  # offsets vary
+    # the two differ: a black pixel normalises to -mean/std (not 0) on every channel
+    assert (norm(torch.zeros(1, 3, 1, 1)) < -0.5).all()
+
+
+def test_torchvision_loader_honours_pad_value():
+    torch.manual_seed(0)
+    x = torch.randint(1, 256, (32, 3, 8, 8), dtype=torch.uint8)
+    norm = Normalizer(x, "per_channel")
+    expected = {"zero": norm(F.pad(x.float(), (2, 2, 2, 2))),
+                "mean": F.pad(norm(x.float()), (2, 2, 2, 2))}  # fmt: skip
+    for pad_value, padded in expected.items():
+        transform = framework_transform((8, 8), 2, False, norm, pad_value)
+        images = PerSampleImages(x, torch.zeros(32, dtype=torch.long), transform)
+        out = torch.stack([images[i][0] for i in range(len(images))])
+        found = crop_offsets(out, padded, 8, 2)
+        assert all(found) and len({f[0] for f in found}) > 5, pad_value
+
+
+def test_datamodule_trains_with_the_configured_pad_value():
+    cfg = OmegaConf.structured(DataConfig(val_size=50, pad=2, flip=False, pad_value="mean"))
+    cfg.synthetic.train_size, cfg.synthetic.test_size = 300, 60
+    dm = ImageDataModule(cfg)
+    dm.trainer = SimpleNamespace(training=True, global_step=0, global_rank=0)
+    raw = dm.images.train_images[:64]
+    torch.manual_seed(0)
+    out, _ = dm.on_after_batch_transfer((raw, torch.zeros(64)), 0)
+    found = crop_offsets(out, F.pad(dm.normalized(raw), (2, 2, 2, 2)), 32, 2)
+    assert all(found)
+    # the same batch with pad_value=zero is a window of the normalised black-padded images
+    dm.cfg.pad_value = "zero"
+    out, _ = dm.on_after_batch_transfer((raw, torch.zeros(64)), 0)
+    black = dm.normalized(F.pad(raw, (2, 2, 2, 2)))
+    assert all(crop_offsets(out, black, 32, 2))

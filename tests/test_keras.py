@@ -20,7 +20,7 @@ from degradation.analyze.lesion import DeletedBlock, lesion_study, why_not_delet
 from degradation.errors import UserError
 from degradation.models import build_model, conv3x3_bn_layers, count_parameters, layer_response_std
 from degradation.models.keras import KerasProjection, SamePadMaxPool2d
-from degradation.models.measure import grad_norm_columns, gradient_norms, main_path_convs
+from degradation.models.measure import GradLayout, conv3x3_layers, gradient_norms, main_path_convs
 from degradation.models.skips import NoSkip
 
 STAGES = ((3, (64, 256)), (4, (128, 512)), (6, (256, 1024)), (3, (512, 2048)))  # tutorial's
@@ -215,14 +215,18 @@ def test_fig7_layers_are_the_bns_after_the_3x3_convs(residual):
     assert len(stds) == 16 and all(s > 0 for s in stds)
 
 
-def test_gradient_flow_sees_every_conv_and_the_main_path():
+def test_gradient_flow_follows_the_3x3_convs_of_the_main_path():
     with torch.device("meta"):
         model = keras()
     main = main_path_convs(model)
     assert main[0] == "stem.conv" and main[-1] == "stages.3.2.branch.conv3"
     assert not any("shortcut" in name for name in main)
-    columns = grad_norm_columns(model)
-    assert "stages.0.0.merge.shortcut.conv" in columns and len(columns) == 1 + 64 + 4 + 1
+    # the 7x7 stem, the 1x1 convs and the projections are left out: one 3x3 conv per block
+    blocks = [f"stages.{i}.{j}" for i, (n, _) in enumerate(STAGES) for j in range(n)]
+    assert [name for name, _ in conv3x3_layers(model)] == [f"{b}.branch.conv2" for b in blocks]
+    columns = GradLayout(model).columns
+    assert len(columns) == 2 * 16 + 2 * 4  # rms/ and rel/ per layer, then per stage
+    assert columns[0] == "rms/stages.0.0.branch.conv2" and columns[-1] == "rel/stages.3"
 
 
 def test_lesion_keeps_the_projection_of_a_deleted_residual_block(residual):
@@ -274,7 +278,7 @@ def test_keras_nets_train_through_the_cli(sweep):
         assert summary["params"] == keras_counts(skip)[0]
         with (path / "grad_norms.csv").open(newline="") as f:
             rows = list(csv.DictReader(f))
-        assert list(rows[0])[1:] == grad_norm_columns(keras(skip))
+        assert list(rows[0])[1:] == GradLayout(keras(skip)).columns
         assert [int(r["step"]) for r in rows] == list(range(STEPS))
         responses = json.loads((path / "layer_responses.json").read_text())
         assert len(responses["std"]) == 16
@@ -284,7 +288,8 @@ def test_gradient_norms_on_the_keras_net():
     model = keras()
     F.cross_entropy(model(torch.randn(2, 3, 16, 16)), torch.tensor([0, 1])).backward()
     norms = gradient_norms(model)
-    first, last = model.stem.conv.weight.grad.norm(), model.stages[3][2].branch.conv3
-    assert norms["first_last_ratio"] == pytest.approx((first / last.weight.grad.norm()).item())
-    shortcut = model.stages[0][0].merge.shortcut.conv.weight.grad.norm()
-    assert norms["stages.0.0.merge.shortcut.conv"] == pytest.approx(shortcut.item())
+    last = model.stages[3][2].branch.conv2.weight
+    name = "stages.3.2.branch.conv2"
+    g, w = last.grad.norm().item(), last.norm().item()
+    assert norms[f"rms/{name}"] == pytest.approx(g / last.numel() ** 0.5, rel=1e-5)
+    assert norms[f"rel/{name}"] == pytest.approx(g / w, rel=1e-5)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import copy
 import enum
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
+from degradation.config import RunConfig, model_kwargs, variant_name
 from degradation.errors import UserError
+from degradation.loggers import run_name
 from degradation.models import (
     BLOCKS,
     FAMILIES,
@@ -29,6 +33,7 @@ from degradation.models import (
     count_parameters,
     make_shortcut,
 )
+from degradation.report.runs import Run, group_runs
 
 # Exact counts from the layer shapes (docs/recipe.md); He et al. 2015, Sec. 4.2 rounds them to
 # 0.27M / 0.46M / 0.66M / 0.85M / 1.7M / 19.4M. Option A has no weights, so plain == option A.
@@ -270,6 +275,7 @@ def test_choices_and_arch_record():
         "width": 1,
         "preact": False,
         "zero_init_residual": False,
+        "head_init": "pytorch",
     }
 
 
@@ -397,3 +403,55 @@ def test_conv3x3_bn_layers_are_in_forward_order_and_follow_3x3_convs():
         parent, leaf = name.rsplit(".", 1)
         conv = modules[f"{parent}.{leaf.replace('bn', 'conv')}"]
         assert conv.kernel_size == (3, 3) and conv.out_channels == bn.num_features
+
+
+@pytest.mark.parametrize(
+    "overrides,name",
+    [
+        ({"depth": 20}, "resnet-20"),
+        ({"depth": 56, "skip": "none"}, "plain-56"),
+        ({"depth": 18, "family": "imagenet"}, "resnet-18 imagenet"),
+        ({"depth": 18, "family": "imagenet", "skip": "none"}, "plain-18 imagenet"),
+        ({"depth": 50, "family": "imagenet", "shortcut": "projection"},
+         "resnet-50 imagenet projection"),
+    ],
+)  # fmt: skip
+def test_variant_name_names_the_family_unless_cifar(overrides, name):
+    assert variant_name(OmegaConf.merge(OmegaConf.structured(RunConfig), overrides)) == name
+
+
+def test_cifar_and_imagenet_nets_of_one_depth_are_different_variants_and_wandb_runs():
+    # depth 50 is valid for both families: 6n+2 basic blocks (cifar), Table 1's 50 (imagenet)
+    runs, names = [], []
+    for family in ("cifar", "imagenet"):
+        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), {"depth": 50, "family": family})
+        build_model(**model_kwargs(cfg, num_classes=10, in_channels=3))  # both are real nets
+        names.append(run_name(cfg))
+        summary = {"name": variant_name(cfg), "dataset": "synthetic", "depth": 50, "skip": "add"}
+        runs.append(Run(Path(family), summary, {}, {}, None))
+    assert [v.name for v in group_runs(runs)] == ["resnet-50", "resnet-50 imagenet"]
+    assert names == ["resnet-50 zero_pad s0", "resnet-50 imagenet zero_pad s0"]
+
+
+def test_head_init_pytorch_default_or_he_normal():
+    torch.manual_seed(0)
+    fc = build_model(20, "none").head.fc  # 64 -> 10
+    bound = 1 / 64**0.5  # nn.Linear's default: kaiming_uniform_(a=sqrt(5)) = U(±1/sqrt(fan_in))
+    assert fc.weight.abs().max() <= bound and fc.bias.abs().max() <= bound
+    assert fc.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.15)
+    assert torch.count_nonzero(fc.bias) == 10
+    torch.manual_seed(0)
+    he = build_model(20, "none", head_init="he_normal")
+    std = (2 / 64) ** 0.5  # N(0, 2/fan_in), 0.177: 2.4x the default's 0.072
+    assert he.head.fc.weight.std().item() == pytest.approx(std, rel=0.15)
+    assert torch.count_nonzero(he.head.fc.bias) == 0
+    assert he.arch["head_init"] == "he_normal"
+    # only the head differs: the convs draw the same numbers either way
+    torch.manual_seed(0)
+    default = build_model(20, "none")
+    assert torch.equal(default.stem.conv.weight, he.stem.conv.weight)
+    last = [m.stages[2][2].branch.conv2.weight for m in (default, he)]
+    assert torch.equal(*last)
+    with pytest.raises(UserError, match="head_init='xavier' is not valid; choose one of: "
+                       "pytorch, he_normal"):  # fmt: skip
+        build_model(20, head_init="xavier")

@@ -4,7 +4,7 @@
     Divergence       stops a run whose window loss is NaN/inf or above `diverge_loss`
     ProgressLines    one plain line per training window where stdout is not a terminal
     LastCheckpoint   checkpoints/last.ckpt every `checkpoint_every` steps and at the end
-    GradientFlow     grad_norms.csv: gradient norm of every conv layer every `grad_every` steps
+    GradientFlow     grad_norms.csv: RMS gradient and relative update of every 3x3 conv layer
     CompileClock     reports torch.compile's first step; marks CUDA-graph step boundaries
     FaultInjection   test hooks: a failure or a NaN at a chosen step (environment variables)
     Interruption     SIGINT / SIGTERM end the run at a step boundary (RunInterrupted)
@@ -377,15 +377,16 @@ class ProgressLines(Callback):
 
 
 class GradientFlow(Callback):
-    """Gradient norms every `every` optimizer steps (0 = never), at the point where the
+    """Gradient flow every `every` optimizer steps (0 = never), at the point where the
     gradients are ready (after AMP unscaling, before clipping and the update), on global rank
-    0 only (DDP has already averaged them): `models.gradient_norms` — every conv layer's weight
-    gradient, every stage, the first/last main-path conv ratio.
+    0 only (DDP has already averaged them): `models.gradient_norms` — the RMS gradient per
+    weight and the relative update ‖g‖/‖w‖ of every 3×3 conv of the main path, and of every
+    stage's such convs pooled (what each measures: `models.gradient_norms`).
 
     Each recording is one row of RUN_DIR/grad_norms.csv (header `step,<columns>`); a resumed
     run first drops the rows of the steps it trains again. The same numbers go to the loggers
-    with a `grad/` prefix: all to W&B (any non-CSV logger), only the stages and the ratio to
-    metrics.csv, to keep it narrow.
+    with a `grad/` prefix: all to W&B (any non-CSV logger), only the stages' to metrics.csv,
+    to keep it narrow.
     """
 
     PREFIX = "grad/"
@@ -418,7 +419,7 @@ class GradientFlow(Callback):
             self._layout = GradLayout(self._model(pl_module))
         norms = gradient_norms(self._model(pl_module), self._layout)
         append_csv_row(self.path, self._header(), [str(step), *(repr(v) for v in norms.values())])
-        narrow = {k: v for k, v in norms.items() if k in self._layout.stages_and_ratio}
+        narrow = {k: norms[k] for k in self._layout.stage_columns}
         for logger in trainer.loggers:
             chosen = narrow if isinstance(logger, CSVLogger) else norms
             logger.log_metrics({self.PREFIX + k: v for k, v in chosen.items()}, step=step)

@@ -51,10 +51,24 @@ class Block(str, Enum):
     bottleneck = "bottleneck"
 
 
+class HeadInit(str, Enum):
+    """How the classifier (the final nn.Linear) is initialised (docs/recipe.md)."""
+
+    pytorch = "pytorch"  # nn.Linear's default, as torchvision's resnet.py keeps it
+    he_normal = "he_normal"  # N(0, 2/fan_in) weights, zero bias, like the convs (He et al.)
+
+
 class Normalize(str, Enum):
     per_channel = "per_channel"  # (x - mean_c) / std_c over the training split
     per_pixel_mean = "per_pixel_mean"  # the paper: subtract the per-pixel mean image
     none = "none"
+
+
+class PadValue(str, Enum):
+    """What the augmentation's padding holds (docs/recipe.md)."""
+
+    zero = "zero"  # raw pixels padded with 0 (black), then normalised: the pad is -mean/std
+    mean = "mean"  # normalised, then padded with 0: the pad is the mean (fb.resnet.torch)
 
 
 class Loader(str, Enum):
@@ -163,6 +177,7 @@ class DataConfig:
     train_limit: Optional[int] = checked(None, POSITIVE)  # the first N training images only
     augment: bool = True  # pad + random crop + horizontal flip
     pad: int = checked(4, NON_NEGATIVE)
+    pad_value: PadValue = PadValue.zero
     flip: bool = True
     normalize: Normalize = Normalize.per_channel
     num_workers: int = checked(0, NON_NEGATIVE)
@@ -180,11 +195,13 @@ class OptimConfig:
     nesterov: bool = False
     milestones: List[int] = checked(None, INCREASING, factory=lambda: [32000, 48000])
     gamma: float = checked(0.1, FRACTION)
-    # ResNet-110 warm-up: lr = warmup_lr until the training error drops below
-    # warmup_until_error or warmup_max_steps pass, whichever comes first. null = no warm-up.
+    # ResNet-110 warm-up (docs/recipe.md): lr = warmup_lr until a window's training error
+    # drops below warmup_until_error, the paper's rule. warmup_max_steps is a safety cap only:
+    # a warm-up it ends is recorded as such (summary.json warmup_end_reason "cap") with a
+    # warning. null warmup_lr = no warm-up.
     warmup_lr: Optional[float] = checked(None, POSITIVE)
     warmup_until_error: float = checked(0.8, UNIT_INTERVAL)
-    warmup_max_steps: int = checked(400, POSITIVE)
+    warmup_max_steps: int = checked(4000, POSITIVE)  # 10x the paper's "about 400 iterations"
 
 
 @dataclass
@@ -268,6 +285,7 @@ class RunConfig:
     width: int = checked(1, POSITIVE)
     preact: bool = False
     zero_init_residual: bool = False
+    head_init: HeadInit = HeadInit.pytorch
     # run
     seed: int = checked(0, SEED)
     name: str = checked("default", FOLDER_NAME)  # experiment name: the folder of its runs
@@ -338,20 +356,22 @@ def model_kwargs(cfg: Any, num_classes: int, in_channels: int) -> dict:
         width=cfg.width,
         preact=cfg.preact,
         zero_init_residual=cfg.zero_init_residual,
+        head_init=value(cfg.head_init),
     )
 
 
 def variant_name(cfg: Any) -> str:
-    """Human label of the architecture, seed left out: 'plain-56', 'resnet-56 projection'.
-
-    A keras net is 'resnet-50 keras' / 'plain-50 keras' (its block and shortcut are implied):
-    the word after the depth keeps it out of the paper nets' series in reports and W&B.
-    """
+    """Human label of the architecture, seed left out: 'plain-56', 'resnet-56 projection',
+    'resnet-18 imagenet', 'resnet-50 keras' (the family is named unless it is cifar, so that
+    nets of one depth from different families are never averaged together in reports or W&B).
+    A keras net's block and shortcut are implied by its family, so nothing follows it."""
     skip = value(cfg.skip)
-    family = {"none": "plain", "add": "resnet", "concat": "concatnet"}[skip]
-    label = f"{family}-{cfg.depth}"
+    kind = {"none": "plain", "add": "resnet", "concat": "concatnet"}[skip]
+    label = f"{kind}-{cfg.depth}"
     if value(cfg.family) == "keras":
         return f"{label} keras"
+    if value(cfg.family) != "cifar":
+        label += f" {value(cfg.family)}"
     if value(cfg.block) == "bottleneck":
         label += " bottleneck"
     if cfg.preact:

@@ -19,6 +19,11 @@ from degradation.config import OptimConfig
 from degradation.models import member_loss
 from degradation.rundir import STATE_KEY
 
+# Logger keys of the evaluations: `val/loss`, `val/error`; at the end of a run the test set
+# twice (train.py), the final model as `test/loss`, `test/error` and best.ckpt as
+# `best/test_loss`, `best/test_error`, so that the two never share a metrics.csv column.
+VAL_PREFIX, TEST_PREFIX, BEST_TEST_PREFIX = "val/", "test/", "best/test_"
+
 
 def scheduled_lr(optim: OptimConfig, step: int, warming_up: bool) -> float:
     """Learning rate at a training step: lr · gamma^(milestones passed), or the warm-up lr."""
@@ -34,9 +39,11 @@ class Classifier(L.LightningModule):
         self.optim = optim
         self.fused_sgd = fused_sgd
         # ResNet-110 warm-up (He et al. 2015, Sec. 4.2): warmup_lr until the training error of
-        # a window drops below warmup_until_error, or warmup_max_steps pass
+        # a window drops below warmup_until_error; warmup_max_steps is only a safety cap
         self.warming_up = optim.warmup_lr is not None
         self.warmup_end_step: int | None = None
+        self.warmup_end_reason: str | None = None  # "error" (the paper's rule) or "cap"
+        self.test_prefix = TEST_PREFIX  # train.py sets BEST_TEST_PREFIX to test best.ckpt
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -77,15 +84,28 @@ class Classifier(L.LightningModule):
         return {"loss": loss, "window": window}
 
     def on_train_window_end(self, metrics: dict[str, float]) -> None:
-        """A metric window closed (callbacks.MetricWindow): the warm-up may end."""
-        if self.warming_up and (
-            metrics["train/error"] < self.optim.warmup_until_error
-            or self.global_step >= self.optim.warmup_max_steps
-        ):
-            self.warming_up = False
-            self.warmup_end_step = self.global_step
-            lrs = f"{self.optim.warmup_lr} -> {self.optim.lr}"
-            print(f"warm-up ended at step {self.global_step}: lr {lrs}")
+        """A metric window closed (callbacks.MetricWindow): the warm-up ends when the window's
+        training error is below `warmup_until_error` (the paper's rule), or, as a safety only,
+        once `warmup_max_steps` have passed; which one ended it is recorded."""
+        if not self.warming_up:
+            return
+        error = metrics["train/error"]
+        if error < self.optim.warmup_until_error:
+            reason = "error"
+        elif self.global_step >= self.optim.warmup_max_steps:
+            reason = "cap"
+        else:
+            return
+        self.warming_up = False
+        self.warmup_end_step, self.warmup_end_reason = self.global_step, reason
+        lrs = f"{self.optim.warmup_lr} -> {self.optim.lr}"
+        print(f"warm-up ended at step {self.global_step} ({reason}): lr {lrs}")
+        if reason == "cap":
+            print(
+                f"warning: the warm-up ended at its step cap optim.warmup_max_steps="
+                f"{self.optim.warmup_max_steps} with the training error still at {error:.3f} "
+                f"(not below optim.warmup_until_error={self.optim.warmup_until_error})"
+            )
 
     # --- evaluation ----------------------------------------------------------------------
 
@@ -95,23 +115,26 @@ class Classifier(L.LightningModule):
         loss = F.cross_entropy(logits, labels)
         error = (logits.argmax(dim=1) != labels).float().mean()
         n = len(labels)
-        self.log(f"{prefix}/loss", loss, on_epoch=True, sync_dist=True, batch_size=n)
-        self.log(f"{prefix}/error", error, on_epoch=True, sync_dist=True, batch_size=n)
+        self.log(f"{prefix}loss", loss, on_epoch=True, sync_dist=True, batch_size=n)
+        self.log(f"{prefix}error", error, on_epoch=True, sync_dist=True, batch_size=n)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+        self._eval_step(batch, VAL_PREFIX)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        self._eval_step(batch, self.test_prefix)
 
     # --- state that a resumed run needs ----------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint.setdefault(STATE_KEY, {}).update(
-            warming_up=self.warming_up, warmup_end_step=self.warmup_end_step
+            warming_up=self.warming_up,
+            warmup_end_step=self.warmup_end_step,
+            warmup_end_reason=self.warmup_end_reason,
         )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get(STATE_KEY, {})
         self.warming_up = state.get("warming_up", self.warming_up)
         self.warmup_end_step = state.get("warmup_end_step")
+        self.warmup_end_reason = state.get("warmup_end_reason")

@@ -50,7 +50,7 @@ from degradation.environment import environment, git_state
 from degradation.errors import UserError
 from degradation.loggers import build_loggers, finish_wandb
 from degradation.models import build_model, count_flops, count_parameters, layer_responses
-from degradation.module import Classifier
+from degradation.module import BEST_TEST_PREFIX, TEST_PREFIX, Classifier
 from degradation.preflight import validate
 from degradation.resume import ResumePlan, claim_run_dir, data_identity, finished_run, plan_resume
 from degradation.rundir import (
@@ -137,9 +137,11 @@ def _trainer(cfg: DictConfig, run_dir: Path, callbacks: _Callbacks, plan: Resume
     )
 
 
-def _test_error(trainer: L.Trainer, module, dm, ckpt_path=None) -> dict[str, float]:
+def _test_error(trainer: L.Trainer, module, dm, prefix: str, ckpt_path=None) -> dict[str, float]:
+    """{"loss", "error"} on the test set, logged as `{prefix}loss`, `{prefix}error`."""
+    module.test_prefix = prefix
     results = trainer.test(module, datamodule=dm, ckpt_path=ckpt_path, verbose=False)
-    return {k.split("/")[1]: float(v) for k, v in results[0].items()}
+    return {k.removeprefix(prefix): float(v) for k, v in results[0].items()}
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -189,6 +191,8 @@ def _run(
         "shortcut": value(cfg.shortcut) if value(cfg.skip) != "none" else "not_applicable",
         "family": value(cfg.family),
         "block": None,
+        "head_init": value(cfg.head_init),  # recipe choices (docs/recipe.md)
+        "pad_value": value(cfg.data.pad_value),
         "dataset": cfg.data.name,
         "seed": cfg.seed,
         "status": "failed",
@@ -229,11 +233,15 @@ def _run(
         train_metrics = window.last_window or {}
         diverged_at, warmup_end_step = callbacks.divergence.diverged_at, module.warmup_end_step
         final_val = trainer.validate(module, datamodule=dm, verbose=False)[0]
-        final_test = _test_error(trainer, module, dm)
+        final_test = _test_error(trainer, module, dm, TEST_PREFIX)
         if is_global_zero():  # Fig. 7, on the final weights (best_test loads best.ckpt)
             _write_layer_responses(run_dir, module.model, dm, trainer.global_step)
         validated = best.best_model_score is not None and bool(best.best_model_path)
-        best_test = _test_error(trainer, module, dm, best.best_model_path) if validated else None
+        best_test = (
+            _test_error(trainer, module, dm, BEST_TEST_PREFIX, ckpt_path=best.best_model_path)
+            if validated
+            else None
+        )
         summary.update(
             status="diverged" if diverged_at is not None else "completed",
             steps=trainer.global_step,
@@ -254,6 +262,7 @@ def _run(
             else None,
             diverged_step=diverged_at,
             warmup_end_step=warmup_end_step,
+            warmup_end_reason=module.warmup_end_reason,  # "error" (the paper's rule) or "cap"
             throughput_img_s=window.throughput_img_s,
         )
     except RunInterrupted as err:

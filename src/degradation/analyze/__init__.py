@@ -11,5 +11,7 @@ Modules (imported one by one, so that training does not load matplotlib):
   landscape.py  loss_landscape(model, images, labels, ...), filter_normalize(direction, model)
   lesion.py     lesion_study(model, images, labels), DeletedBlock(block)
   responses.py  measure_run(run_dir): layer_responses.json from a checkpoint (older runs)
+  summaries.py  the numbers the captions state (landscape increase and curvature, lesion
+                headroom lost, gradient profile); numpy only
   plots.py      the figures; analysis_figures(run_dirs, out_dir) for the report
 """

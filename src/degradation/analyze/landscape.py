@@ -14,6 +14,11 @@ no augmentation, on a fixed subset of training images normalised as in training:
 
 writes RUN_DIR/analysis/landscape.npz (alphas, loss_1d, error_1d, and with --two-d betas,
 loss_2d[i, j] = L(alphas[i], betas[j]), error_2d), landscape_1d.png and landscape_2d.png.
+
+Nets are compared by the loss increase over their own central loss L0 = L(0, 0), not by a
+ratio to it (a net that ends at a small L0 would look sharp): the figures draw L − L0, and
+`summaries.landscape_summary` gives the mean increase at |α| = 0.25, 0.5, 1 and the curvature
+of a quadratic fitted within ±0.5 (docs/analyses.md).
 """
 
 from __future__ import annotations

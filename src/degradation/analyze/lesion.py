@@ -14,8 +14,15 @@ its shortcut path:
 
     python -m degradation.analyze lesion RUN_DIR... [--checkpoint last|best] [--limit N]
 
-writes RUN_DIR/analysis/lesion.json ({"baseline": {...}, "blocks": [{"block": "stages.1.0",
-"deleted": true, "test_error": ..., "note": ...}, ...]}) and lesion.png for each run.
+writes RUN_DIR/analysis/lesion.json ({"baseline": {...}, "num_classes", "chance_error",
+"blocks": [{"block": "stages.1.0", "deleted": true, "test_error": ..., "headroom_lost": ...,
+"note": ...}, ...]}) and lesion.png for each run.
+
+Nets are compared by each block's effect relative to their own baseline and to chance, not by
+the raw rise in error: a net whose intact error is near chance (1 − 1/classes) has no room to
+get worse. `headroom_lost` = (error with the block deleted − baseline) / (chance − baseline):
+0 = the deletion changes nothing, 1 = the net falls to chance (summaries.headroom_lost; None
+when the baseline is at or above chance). Chance assumes balanced test classes.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from degradation.analyze.plots import plot_lesion
+from degradation.analyze.summaries import chance_error, headroom_lost
 from degradation.analyze.trained import TrainedRun, evaluate
 from degradation.models import Block, ResNet
 from degradation.models.skips import AddSkip, ConcatSkip, NoSkip
@@ -125,6 +133,11 @@ def lesion_run(
     """Run the lesion study on one run, write lesion.json and lesion.png; returns the record
     (non-finite numbers as None)."""
     images, labels = held_out_images(run, limit)
+    classes = run.data.num_classes
+    study = lesion_study(run.model, images, labels, batch_size, progress)
+    baseline = study["baseline"]["test_error"]
+    for block in study["blocks"]:
+        block["headroom_lost"] = headroom_lost(block["test_error"], baseline, classes)
     record = {
         "run": run.name,
         "skip": run.model.arch["skip"],
@@ -132,7 +145,9 @@ def lesion_run(
         "checkpoint": run.checkpoint.name,
         "step": run.step,
         "num_images": len(labels),
-        **lesion_study(run.model, images, labels, batch_size, progress),
+        "num_classes": classes,
+        "chance_error": chance_error(classes),
+        **study,
     }
     write_lesion(run.run_dir, record)  # a diverged model's NaN: null
     plot_lesion([record], run.out_dir / "lesion.png")

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from degradation.choices import value
 from degradation.config import DataConfig
-from degradation.data.augment import Normalizer, random_crop_flip
+from degradation.data.augment import Normalizer, augment_and_normalize
 from degradation.data.loaders import DeviceBatches, PerSampleImages, framework_transform
 from degradation.data.sampler import AUGMENT_STREAM, ORDER_STREAM, ResumableSampler, derive_seed
 from degradation.data.sources import SOURCES, ImageSet, load_source
@@ -123,7 +123,9 @@ class ImageDataModule(L.LightningDataModule):
         if value(self.cfg.loader) == "torchvision":
             aug = self.cfg.augment
             pad, flip = self.cfg.pad if aug else 0, self.cfg.flip and aug
-            transform = framework_transform(self.input_shape[1:], pad, flip, self.normalize)
+            transform = framework_transform(
+                self.input_shape[1:], pad, flip, self.normalize, value(self.cfg.pad_value)
+            )
             ds = PerSampleImages(*ds.tensors, transform)
         workers = self.cfg.num_workers
         return DataLoader(
@@ -165,5 +167,9 @@ class ImageDataModule(L.LightningDataModule):
             return images, labels  # augmented and normalised image by image in the workers
         images = images.float()
         if training and self.cfg.augment:
-            images = random_crop_flip(images, self.cfg.pad, self.cfg.flip)
+            pad_value = value(self.cfg.pad_value)
+            augmented = augment_and_normalize(
+                images, self.normalize, self.cfg.pad, self.cfg.flip, pad_value
+            )
+            return augmented, labels
         return self.normalize(images), labels

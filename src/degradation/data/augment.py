@@ -1,8 +1,14 @@
 """Batched augmentation and normalisation, on whatever device the batch is on.
 
-The paper's augmentation: zero-pad 4 pixels, take a random crop of the original size, flip
+The paper's augmentation: pad 4 pixels, take a random crop of the original size, flip
 horizontally with probability 1/2. Done for the whole batch at once with index arithmetic,
 so it runs on the GPU without per-sample Python work.
+
+What the padding holds is `data.pad_value` (docs/recipe.md): `zero` pads the raw pixels with 0
+(black) and normalises afterwards, so the pad becomes -mean/std; `mean` normalises first and
+pads with 0, which is then the mean, as fb.resnet.torch does (datasets/cifar10.lua normalises
+with ColorNormalize before RandomCrop(32, 4); datasets/transforms.lua's RandomCrop fills the
+padding with zeros).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import torch.nn.functional as F
 
 
 def random_crop_flip(images: torch.Tensor, pad: int, flip: bool) -> torch.Tensor:
-    """images: B×C×H×W float (raw pixel scale); zero padding as in the paper."""
+    """images: B×C×H×W float; padded with 0 (raw pixels: black; normalised: the mean)."""
     b, c, h, w = images.shape
     out = images
     if pad > 0:
@@ -52,3 +58,13 @@ class Normalizer:
             self._on[images.device] = (self.mean.to(images.device), self.std.to(images.device))
         mean, std = self._on[images.device]
         return (images - mean) / std
+
+
+def augment_and_normalize(
+    images: torch.Tensor, normalize, pad: int, flip: bool, pad_value: str
+) -> torch.Tensor:
+    """A training batch (float, raw pixel scale) augmented and normalised, the padding as
+    `pad_value` says: "zero" (crop, then normalise) or "mean" (normalise, then crop)."""
+    if pad_value == "mean":
+        return random_crop_flip(normalize(images), pad, flip)
+    return normalize(random_crop_flip(images, pad, flip))

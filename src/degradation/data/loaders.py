@@ -62,10 +62,16 @@ class ToFloat:
         return image.float()
 
 
-def framework_transform(size: tuple[int, int], pad: int, flip: bool, normalize: Callable):
-    """Per-sample twin of the batched path: pad + crop, flip, float, the run's normalisation."""
+def framework_transform(
+    size: tuple[int, int], pad: int, flip: bool, normalize: Callable, pad_value: str = "zero"
+):
+    """Per-sample twin of the batched path (`augment.augment_and_normalize`): pad + crop, flip,
+    float, the run's normalisation; with pad_value="mean" the normalisation comes first, so the
+    zero padding is the mean."""
     steps = [transforms.RandomCrop(size, padding=pad)] if pad > 0 else []
     steps += [transforms.RandomHorizontalFlip()] if flip else []
+    if pad_value == "mean":
+        return transforms.Compose([ToFloat(), normalize, *steps])
     return transforms.Compose([*steps, ToFloat(), normalize])
 
 

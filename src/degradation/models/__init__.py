@@ -3,14 +3,15 @@
 Public API
 ----------
 build_model(depth=56, skip="add", shortcut="zero_pad", num_classes=10, in_channels=3, *,
-            family="cifar", block=None, width=1, preact=False, zero_init_residual=False)
+            family="cifar", block=None, width=1, preact=False, zero_init_residual=False,
+            head_init="pytorch")
     Check a configuration and build a `ResNet`; bad values raise `UserError` (a ValueError)
     with a one-line message. `model.arch` is a plain dict describing what was built.
 count_parameters(model) -> int
 count_flops(model, input_shape=(3, 32, 32)) -> int      forward FLOPs per image
 conv3x3_bn_layers(model) -> list[(name, BatchNorm2d)]   BNs after 3x3 convs (Fig. 7)
 layer_responses(model, images) -> {"layers", "std", ...}  std of each 3x3 layer's response
-gradient_norms(model) -> {layer: norm}                  gradient norm of every conv layer
+gradient_norms(model) -> {column: value}  RMS gradient and relative update of each 3x3 conv
 pack_models(models) -> PackedNet     K nets of one shape fused into one step (packed.py)
 member_loss(logits, labels)          a packed step's loss: each member's gradient is its own
 
@@ -25,9 +26,9 @@ from .blocks import BLOCKS, BasicBlock, Block, Bottleneck
 from .build import FAMILIES, build_model
 from .keras import KerasResNet50
 from .measure import (
-    GRAD_RATIO,
     GradLayout,
     conv3x3_bn_layers,
+    conv3x3_layers,
     count_flops,
     count_parameters,
     gradient_norms,
@@ -41,7 +42,6 @@ from .skips import SKIPS, AddSkip, ConcatSkip, NoSkip, make_skip
 
 __all__ = [
     "BLOCKS",
-    "GRAD_RATIO",
     "GradLayout",
     "FAMILIES",
     "SHORTCUTS",
@@ -59,6 +59,7 @@ __all__ = [
     "ZeroPadShortcut",
     "build_model",
     "conv3x3_bn_layers",
+    "conv3x3_layers",
     "count_flops",
     "count_parameters",
     "gradient_norms",

@@ -15,6 +15,7 @@ from .shortcuts import SHORTCUTS
 from .skips import SKIPS
 
 FAMILIES = ("cifar", "imagenet", "keras")  # keras: models/keras.py
+HEAD_INITS = ("pytorch", "he_normal")  # the classifier's init: ResNet._init_weights
 
 # ImageNet depth -> (natural block, blocks per stage), He et al. 2015, Table 1.
 IMAGENET_DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {
@@ -84,6 +85,7 @@ def build_model(
     width: int = 1,
     preact: bool = False,
     zero_init_residual: bool = False,
+    head_init: object = "pytorch",
 ) -> ResNet:
     """Check a configuration and build the net; `model.arch` records what was built.
 
@@ -114,7 +116,14 @@ def build_model(
     num_classes = _positive_int("num_classes", num_classes)
     in_channels = _positive_int("in_channels", in_channels)
     preact, zero_init_residual = bool(preact), bool(zero_init_residual)
+    head_init = check_choice("head_init", head_init, HEAD_INITS)
     if family == "keras":
+        if head_init != "pytorch":
+            raise UserError(
+                f"head_init={head_init!r} is not valid for a keras net: it keeps Keras's own "
+                "init (glorot_uniform, bias 0) in every layer; choose head_init='pytorch' "
+                "(the default), which leaves that init alone"
+            )
         return build_keras(
             depth,
             block,
@@ -144,6 +153,7 @@ def build_model(
         width,
         preact,
         zero_init_residual,
+        head_init,
     )
     model.arch = {
         "family": family,
@@ -154,8 +164,9 @@ def build_model(
         "width": width,
         "preact": preact,
         "zero_init_residual": zero_init_residual,
+        "head_init": head_init,
     }
     return model
 
 
-__all__ = ["FAMILIES", "build_model"]
+__all__ = ["FAMILIES", "HEAD_INITS", "build_model"]

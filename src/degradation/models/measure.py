@@ -1,5 +1,5 @@
 """Measure a built net: parameters, forward FLOPs, the layers the paper's Fig. 7 plots and
-their responses, and the gradient norm of each layer (recorded during training)."""
+their responses, and the gradient flow per layer (recorded during training)."""
 
 from __future__ import annotations
 
@@ -133,9 +133,9 @@ def layer_responses(model: nn.Module, images: torch.Tensor) -> dict[str, Any]:
     }
 
 
-# --- gradient norms per layer ------------------------------------------------------------------
+# --- gradient flow per layer -------------------------------------------------------------------
 
-GRAD_RATIO = "first_last_ratio"
+RMS, REL = "rms", "rel"  # column prefixes: "rms/<layer>", "rel/<stages.i>"
 
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
@@ -153,45 +153,108 @@ def main_path_convs(model: nn.Module) -> list[str]:
     ]
 
 
+def conv3x3_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """The 3×3 convs of the main path, in forward order: the layers gradient flow is
+    recorded for (the same rule for every skip type; see `gradient_norms`)."""
+    convs = dict(conv_layers(model))
+    return [(name, convs[name]) for name in main_path_convs(model)
+            if convs[name].kernel_size == (3, 3)]  # fmt: skip
+
+
 def stage_names(model: nn.Module) -> list[str]:
     stages = getattr(model, "stages", None)
     return [f"stages.{i}" for i in range(len(stages))] if stages is not None else []
 
 
-def grad_norm_columns(model: nn.Module) -> list[str]:
-    """What `gradient_norms` returns, in order: conv layers, stages, the first/last ratio."""
-    return [name for name, _ in conv_layers(model)] + stage_names(model) + [GRAD_RATIO]
-
-
 class GradLayout:
-    """Which parameters feed which number of `gradient_norms`, fixed once per model."""
+    """Which weights feed which number of `gradient_norms`, fixed once per model.
+
+    columns: "rms/<layer>" for every layer, then "rel/<layer>", then "rms/stages.i" and
+    "rel/stages.i" for every stage (its layers pooled: sqrt(Σ‖g‖² / Σ numel) and
+    sqrt(Σ‖g‖² / Σ‖w‖²)). `stage_columns` are the narrow ones metrics.csv keeps.
+    """
 
     def __init__(self, model: nn.Module):
-        convs = conv_layers(model)
-        self.conv_params = [m.weight for _, m in convs]
-        main = main_path_convs(model)
-        index = {name: i for i, (name, _) in enumerate(convs)}
-        self.first, self.last = index[main[0]], index[main[-1]]
-        self.stage_params = [list(stage.parameters()) for stage in getattr(model, "stages", [])]
-        self.columns = grad_norm_columns(model)
-        self.stages_and_ratio = {*stage_names(model), GRAD_RATIO}
+        layers = conv3x3_layers(model)
+        self.layers = [name for name, _ in layers]
+        self.weights = [conv.weight for _, conv in layers]
+        stages = stage_names(model)
+        # layer index -> stage index (the stem belongs to none)
+        self.stage_of = [
+            next((i for i, s in enumerate(stages) if name.startswith(s + ".")), -1)
+            for name in self.layers
+        ]
+        self.stages = stages
+        self._constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.stage_columns = [f"{kind}/{s}" for kind in (RMS, REL) for s in stages]
+        self.columns = [f"{kind}/{name}" for kind in (RMS, REL) for name in self.layers]
+        self.columns += self.stage_columns
+
+    def constants(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weights per layer, stage index per layer) on `device`, copied there once."""
+        if device not in self._constants:
+            sizes = torch.tensor([w.numel() for w in self.weights], dtype=torch.float32)
+            # the stem, in no stage, sums into an extra last slot that is dropped
+            slots = [i if i >= 0 else len(self.stages) for i in self.stage_of]
+            self._constants[device] = (sizes.to(device), torch.tensor(slots).to(device))
+        return self._constants[device]
 
 
-def _grad_norm(param: torch.Tensor) -> torch.Tensor:
-    if param.grad is None:  # unused this step: no gradient is a zero gradient
-        return torch.zeros((), device=param.device)
-    return torch.linalg.vector_norm(param.grad.detach().float())
+def _squared_norms(weights: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(‖g‖², ‖w‖²) per weight, on the device, float32; a weight unused this step has no
+    gradient, which is a zero gradient."""
+    grads = [
+        torch.linalg.vector_norm(w.grad.detach().float()).square()
+        if w.grad is not None
+        else torch.zeros((), device=w.device)
+        for w in weights
+    ]
+    norms = [torch.linalg.vector_norm(w.detach().float()).square() for w in weights]
+    return torch.stack(grads), torch.stack(norms)
 
 
 @torch.no_grad()
 def gradient_norms(model: nn.Module, layout: GradLayout | None = None) -> dict[str, float]:
-    """{column: L2 norm} of the model's current gradients: each conv layer's weight gradient,
-    each stage's parameters together, and the first / last main-path conv ratio (one host
-    sync)."""
+    """{column: value} of the model's current gradients, one host sync; columns in GradLayout.
+
+    Two quantities per 3×3 conv of the main path, chosen so that layers of different sizes and
+    nets of different skip types can be compared (docs/analyses.md):
+
+    - RMS gradient per weight, ‖g‖ / sqrt(numel). The raw L2 norm ‖g‖ grows with the square
+      root of the number of weights: the CIFAR stem (3·16·9 = 432 weights) and the last 3×3
+      conv (64·64·9 = 36,864) differ ~9× in ‖g‖ at equal per-weight gradients. The RMS removes
+      the size. It does NOT remove the weight scale: a conv followed by BN computes the same
+      function for w and c·w, so its gradient scales as 1/c (van Laarhoven 2017, "L2
+      Regularization versus Batch and Weight Normalization", arXiv:1706.05350). He init gives
+      a layer of fan-in n weights of std sqrt(2/n), so a small layer (the stem) starts with
+      large weights and, by this argument alone, a small RMS gradient; weight decay and the
+      updates change ‖w‖ during training.
+    - Relative update ‖g‖ / ‖w‖, dimensionless. lr·‖g‖/‖w‖ is the size of an SGD step
+      relative to the weights; for a BN-normalised layer, whose gradient is orthogonal to w,
+      it is the angle its weight direction turns per step, i.e. how fast the layer's function
+      changes (van Laarhoven's effective learning rate lr/‖w‖², times ‖g‖·‖w‖). It is what
+      "this layer learns slowly" means. It does NOT measure the gradient signal alone: at an
+      equal gradient a layer with larger weights moves less.
+
+    Both are kept because neither alone separates gradient signal from weight scale; their
+    ratio rms / rel = ‖w‖ / sqrt(numel) is the layer's RMS weight, so the two together say
+    which of the two moved.
+
+    The layer set is the same rule for every skip type: the 3×3 convs of the main path, in
+    forward order (`conv3x3_layers`): shortcut projections, a concat net's 1×1 fuse convs and a
+    bottleneck's 1×1 convs are left out, so "first" and "last" are the same layers in a plain,
+    residual and concat net (the CIFAR stem and the last block's second conv). An ImageNet
+    stem (7×7) is left out too, as in `conv3x3_bn_layers`.
+    """
     layout = layout or GradLayout(model)
-    conv = torch.stack([_grad_norm(p) for p in layout.conv_params])
-    stages = [torch.stack([_grad_norm(p) for p in params]).square().sum().sqrt() for params in
-              layout.stage_params]  # fmt: skip
-    ratio = conv[layout.first] / conv[layout.last]
-    values = torch.cat([conv, torch.stack(stages) if stages else conv[:0], ratio[None]])
-    return dict(zip(layout.columns, values.tolist(), strict=True))
+    grad_sq, weight_sq = _squared_norms(layout.weights)
+    sizes, slots = layout.constants(grad_sq.device)
+    values = [(grad_sq / sizes).sqrt(), (grad_sq / weight_sq).sqrt()]
+    if layout.stages:
+        # each stage's sums over its layers, on the device
+        pooled = torch.zeros(3, len(layout.stages) + 1, device=grad_sq.device)
+        for row, quantity in enumerate((grad_sq, sizes, weight_sq)):
+            pooled[row].index_add_(0, slots, quantity)
+        pooled = pooled[:, : len(layout.stages)]
+        values += [(pooled[0] / pooled[1]).sqrt(), (pooled[0] / pooled[2]).sqrt()]
+    return dict(zip(layout.columns, torch.cat(values).tolist(), strict=True))

@@ -40,6 +40,7 @@ class ResNet(nn.Module):
         width: int = 1,
         preact: bool = False,
         zero_init_residual: bool = False,
+        head_init: str = "pytorch",
     ) -> None:
         super().__init__()
         stem_ch = STEM_CHANNELS[family] * width
@@ -65,7 +66,7 @@ class ResNet(nn.Module):
                 pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc=nn.Linear(in_ch, num_classes)
             )
         )
-        self._init_weights(zero_init_residual)
+        self._init_weights(zero_init_residual, head_init)
 
     @staticmethod
     def _make_stem(family: str, in_ch: int, out_ch: int, preact: bool) -> nn.Sequential:
@@ -101,14 +102,26 @@ class ResNet(nn.Module):
             in_ch = planes * block.expansion
         return nn.Sequential(*layers)
 
-    def _init_weights(self, zero_init_residual: bool) -> None:
-        # He et al. 2015 [13], forward case: keep activation variance through ReLU layers.
+    def _init_weights(self, zero_init_residual: bool, head_init: str = "pytorch") -> None:
+        """Convs: He normal, fan-in (He et al. 2015, "Delving Deep into Rectifiers", the
+        forward case: keeps the activation variance through ReLU layers); BN: weight 1, bias 0.
+
+        The classifier, by `head_init` (docs/recipe.md):
+          pytorch    nn.Linear's own default, left as constructed: kaiming_uniform_ with
+                     a=sqrt(5), i.e. weights ~ U(±1/sqrt(fan_in)), bias ~ U(±1/sqrt(fan_in));
+                     torchvision's resnet.py keeps it too (its init loop skips nn.Linear)
+          he_normal  weights ~ N(0, 2/fan_in) as the convs (its input is a pooled ReLU
+                     output), bias 0
+        """
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if head_init == "he_normal":  # after the convs: "pytorch" draws nothing more
+            nn.init.kaiming_normal_(self.head.fc.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(self.head.fc.bias)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, Block):

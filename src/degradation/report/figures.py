@@ -12,8 +12,10 @@ Every series is a mean over the completed runs (seeds) of a variant, with its sa
 count per x; a ± std band is drawn only where two or more runs share the x. Diverged and
 failed runs are left out, and each caption says how many.
 
-Only `val/error` is logged during training (the test set is evaluated once, at the end), so
-the solid curves are validation error and say so.
+Only `val/error` is logged during training, so the solid curves are validation error and say
+so. The test set is evaluated at the end only, twice: the final model (metrics.csv `test/error`,
+summary.json `final.test_error`, the cross drawn here) and best.ckpt (`best/test_error`,
+`best_val.test_error`, in the tables).
 """
 
 from __future__ import annotations

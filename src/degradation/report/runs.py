@@ -49,6 +49,7 @@ RECIPE_KEYS = (
     "trainer.gradient_clip_val",
     "log_every",
     "zero_init_residual",
+    "head_init",
 )
 NOT_RECIPE_KEYS = ("data.root", "data.download", "data.verify", "data.num_workers")
 NOT_RECIPE_KEYS += ("data.eval_batch_size",)
