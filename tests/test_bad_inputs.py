@@ -48,6 +48,7 @@ RUN = [  # (arguments of python -m degradation.run, texts the error line must ho
         ["family=keras", "depth=50", "head_init=he_normal"],
         ["head_init='he_normal' is not valid for a keras net", "choose head_init='pytorch'"],
     ),
+    (["-m", "depth=20,56", "--cfg", "job"], ["--cfg and --multirun cannot be combined"]),
     (["head_init=xavier"], ["head_init=xavier", "pytorch", "he_normal"]),
     (["data.pad_value=edge"], ["data.pad_value=edge", "zero", "mean"]),
     (["data=nonexistent"], ["data=nonexistent", "fashion_mnist", "synthetic"]),

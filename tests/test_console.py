@@ -10,18 +10,39 @@ import struct
 import subprocess
 import sys
 import termios
+from types import SimpleNamespace
 
 import pytest
 from conftest import run_cli
+from hydra.core.hydra_config import HydraConfig
 
 from degradation.cli_help import SETTINGS, schema_keys
 from degradation.console import duration
+from hydra_plugins.degradation_sweeper import JobLines
 
 SWEEP = ["-m", "experiment=smoke", "depth=8", "skip=none,add", "trainer.max_steps=8",
          "log_every=4", "trainer.enable_progress_bar=true"]  # fmt: skip
 # what no run should print: Lightning's advertisements, third-party deprecations, Lightning's
 # note on every checkpoint it saves
 NOISE = ("💡", "litlogger", "litmodels", "Tip:", "deprecated", "FutureWarning", "weights_only")
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [(143, "interrupted"), (130, "interrupted"), (1, "failed")]
+)
+def test_a_job_that_exits_ends_its_line_with_why(monkeypatch, capsys, code, status):
+    job = SimpleNamespace(job=SimpleNamespace(num=0), overrides=SimpleNamespace(task=["depth=8"]))
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: job))
+
+    def stopped(cfg):  # degradation.run on SIGTERM / SIGINT exits 128 + the signal
+        raise SystemExit(code)
+
+    lines = JobLines(stopped)
+    lines.total = 2
+    with pytest.raises(SystemExit):
+        lines(None)
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert re.match(rf"\[sweep\] job 1/2 {status} in \d+s: depth=8; about ", last), last
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ SETTINGS = {
     "width": "channel multiplier",
     "preact": "pre-activation blocks (He et al. 2016)",
     "zero_init_residual": "each residual branch's last BN starts at gamma = 0",
+    "head_init": "the classifier's init: PyTorch's default or He normal (docs/recipe.md)",
     "seed": "model init, data order and augmentation",
     "name": "the experiment: its runs go to output_root/{runs,sweeps}/NAME",
     "output_root": "where run folders are made",

@@ -157,6 +157,7 @@ def compose_checked(overrides: list[str], config_name: str = "config") -> DictCo
 
 def check_command_line(argv: list[str]) -> list[DictConfig]:
     """Raises UserError on the first bad value; returns the composed configs it checked."""
+    check_one_mode(argv)
     overrides, config_name, check = split_command_line(argv)
     if not check:
         return []  # --help, --shell-completion, ...: no torch import (seconds) for those
@@ -191,6 +192,25 @@ def check_command_line(argv: list[str]) -> list[DictConfig]:
             train_sizes[key] = len(load_images(cfg.data).train_labels)
         check_split_sizes(cfg.data, train_sizes[key])
     return configs
+
+
+# Hydra's modes, of which it takes one (else a ValueError traceback): flag -> how it is named
+HYDRA_MODES = {"-m": "--multirun", "--multirun": "--multirun", "-r": "--run", "--run": "--run",
+               "-c": "--cfg", "--cfg": "--cfg", "-i": "--info", "--info": "--info",
+               "-sc": "--shell-completion", "--shell-completion": "--shell-completion"}  # fmt: skip
+
+
+def check_one_mode(argv: list[str]) -> None:
+    """One line instead of Hydra's traceback when two modes are asked for (-m with --cfg)."""
+    modes = sorted(
+        {HYDRA_MODES[a.split("=", 1)[0]] for a in argv if a.split("=", 1)[0] in HYDRA_MODES}
+    )
+    if len(modes) > 1:
+        raise UserError(
+            f"{' and '.join(modes)} cannot be combined; Hydra takes one of --multirun, --run, "
+            "--cfg, --info, --shell-completion (to print one job's config: drop -m and give "
+            "each key one value)"
+        )
 
 
 def check_hydra_overrides(overrides: list[str], config_name: str = "config") -> None:

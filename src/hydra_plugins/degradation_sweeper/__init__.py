@@ -93,6 +93,9 @@ class JobLines:
             result = self.task_function(cfg)
             status = result.get("status", "done") if isinstance(result, dict) else "done"
             return result
+        except SystemExit as stop:  # degradation.run exits 128 + the signal on SIGINT/SIGTERM
+            status = "interrupted" if stop.code in (130, 143) else "failed"
+            raise
         finally:
             now = time.time()
             line = f"[sweep] job {number}/{self.total} {status} in {duration(now - started)}: {job}"
