@@ -636,7 +636,8 @@ def odd_run(root: Path, name: str, depth: int, skip: str, seed: int) -> None:
     metrics = "step,train/error,val/error\n0,inf,nan\n5,1e308,-1e308\n5,0.5,\n10,nan,nan\n"
     (folder / "metrics.csv").write_text(metrics)
     (folder / LAYER_RESPONSES).write_text(json.dumps({"std": [None, math.inf, 0, -1e308]}))
-    grads = "step,stem.conv,stages.0,first_last_ratio\n2,inf,0,nan\n2,0,nan,inf\n"
+    grads = "step,rms/stem.conv,rel/stem.conv,rms/stages.0,rel/stages.0\n"
+    grads += "2,inf,0,nan,-1\n2,0,nan,inf,1e308\n4,-0.0,1e-320,0,inf\n"
     (folder / "grad_norms.csv").write_text(grads)
     blocks = [
         {"block": "a", "deleted": True, "test_error": math.inf},
@@ -660,7 +661,7 @@ def test_figures_are_drawn_whatever_numbers_the_run_folders_hold(tmp_path):
     assert result["unreadable"] == []
     drawn = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
     assert drawn == [
-        "analysis_gradient_flow.png", "analysis_gradient_ratio.png", "analysis_landscape.png",
+        "analysis_gradient_flow.png", "analysis_gradient_profile.png", "analysis_landscape.png",
         "analysis_lesion.png", "degradation_synthetic.png", "fig1_synthetic.png",
         "fig6_synthetic.png", "fig7_synthetic.png",
     ]  # fmt: skip
