@@ -50,6 +50,23 @@ def out(tmp_path: Path) -> Path:
     return tmp_path / "outputs"
 
 
+@pytest.fixture
+def compose_cfg():
+    """compose_cfg(*overrides): the composed config of `experiment=smoke depth=8 OVERRIDES`,
+    as the CLI composes it (its resolvers and schema registered)."""
+    from hydra import compose, initialize_config_module
+
+    from degradation.run import register
+
+    register()
+
+    def _compose(*overrides: str):
+        with initialize_config_module(config_module="degradation.conf", version_base="1.3"):
+            return compose("config", overrides=["experiment=smoke", "depth=8", *overrides])
+
+    return _compose
+
+
 @pytest.fixture(autouse=True)
 def _restore_lightning_rank():
     """Building a Trainer under a faked cluster sets Lightning's process-wide rank (e.g. to 1),

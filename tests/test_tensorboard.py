@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, summaries
-from hydra import compose, initialize_config_module
 from killed_runs import kill_after_checkpoint
 
 from degradation.loggers import (
@@ -20,7 +19,6 @@ from degradation.loggers import (
     finish_wandb,
     tensorboard_logger,
 )
-from degradation.run import register as register_configs
 from degradation.rundir import TENSORBOARD, read_config, read_csv_rows, read_metrics
 
 needs_tensorboard = pytest.mark.skipif(
@@ -109,17 +107,6 @@ def test_a_resumed_start_hides_the_steps_it_logs_again(tmp_path):
     found = scalars(tmp_path)["train/loss"]
     expected = [2.0 + s / 100 for s in range(10)] + [1.0 + s / 100 for s in range(10, 21)]
     assert found == [(s, pytest.approx(v)) for s, v in enumerate(expected)]
-
-
-@pytest.fixture
-def compose_cfg():
-    register_configs()
-
-    def _compose(*overrides: str):
-        with initialize_config_module(config_module="degradation.conf", version_base="1.3"):
-            return compose("config", overrides=["experiment=smoke", "depth=8", *overrides])
-
-    return _compose
 
 
 @pytest.mark.parametrize(

@@ -14,14 +14,12 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, summaries
-from hydra import compose, initialize_config_module
 from killed_runs import kill_after_checkpoint
 from omegaconf import OmegaConf
 
 from degradation import loggers
 from degradation.loggers import resolve_mode, run_name, variant_group
 from degradation.report.wandb import build_report
-from degradation.run import register as register_configs
 from degradation.rundir import WANDB_RUN_ID, read_metrics
 from degradation.wandb_files import history, records, segments, written
 
@@ -212,17 +210,6 @@ def test_mode_auto_is_online_only_with_a_key_or_login(tmp_path):
     assert resolve_mode("auto", {**bare, "WANDB_BASE_URL": "https://wandb.example.org"}) == (
         "offline"  # a private server needs its own login
     )
-
-
-@pytest.fixture
-def compose_cfg():
-    register_configs()
-
-    def _compose(*overrides: str):
-        with initialize_config_module(config_module="degradation.conf", version_base="1.3"):
-            return compose("config", overrides=["experiment=smoke", "depth=8", *overrides])
-
-    return _compose
 
 
 def test_names_and_groups(compose_cfg):

@@ -134,19 +134,28 @@ def _with_clause(c: dict, clause: str) -> dict:
     return {**c, "text": clause}
 
 
+def _untested_clause(
+    c: dict, unjudged: tuple[Sample, Sample], qualitative: tuple[Sample, Sample], findings
+) -> str | None:
+    """The clause of a comparison the test could not judge: too few usable runs (holds None),
+    or a side that failed to train (judged without numbers); None when the test ran."""
+    if c["holds"] is None:
+        return unjudged_clause(*unjudged)
+    if c["difference_pp"] is None:
+        return qualitative_clause(*qualitative, c["holds"], findings)
+    return None
+
+
 def _degradation_pair(shallow: Sample, deep: Sample, depths: list[int]) -> dict[str, Any]:
     c = compare(deep, shallow, "greater")
     c.update(kind="degradation", claim=f"{deep.label} above {shallow.label}")
-    if c["holds"] is None:
-        clause = unjudged_clause(shallow, deep)
-    elif c["difference_pp"] is None:
-        clause = qualitative_clause(deep, shallow, c["holds"], FINDINGS["degradation"])
-    elif c["holds"]:
+    clause = _untested_clause(c, (shallow, deep), (deep, shallow), FINDINGS["degradation"])
+    if not clause and c["holds"]:
         clause = (
             f"{deep.label} ends above {shallow.label}: {pct(deep.mean)} vs {pct(shallow.mean)} "
             f"({numbers(c)}): {c['evidence']}"
         )
-    else:
+    elif not clause:
         clause = (
             f"No degradation between {shallow.label} and {deep.label}: the deeper net ends at "
             f"{pct(deep.mean)}, not above {pct(shallow.mean)} ({numbers(c)})"
@@ -168,11 +177,8 @@ def _versus_plain(skip: Sample, plain: Sample) -> dict[str, Any]:
     """(b): the skip net ends below the plain net of the same depth."""
     c = compare(skip, plain, "less")
     c.update(kind="skip vs plain", claim=f"{skip.label} below {plain.label}")
-    if c["holds"] is None:
-        clause = unjudged_clause(skip, plain)
-    elif c["difference_pp"] is None:
-        clause = qualitative_clause(skip, plain, c["holds"], FINDINGS["skip vs plain"])
-    else:
+    clause = _untested_clause(c, (skip, plain), (skip, plain), FINDINGS["skip vs plain"])
+    if not clause:
         verb = "ends below" if c["holds"] else "does not end below"
         clause = (
             f"{skip.label} {verb} {plain.label}: {pct(skip.mean)} vs {pct(plain.mean)} "
@@ -209,12 +215,9 @@ def _not_worse(shallow: Sample, deep: Sample, degradation: dict, plain_deep: Sam
         claim = f"{deep.label} − {shallow.label} below {100 * test:+.2f} pp"
     c = compare(deep, shallow, "less", test, point, f"{plain_deep.label} failed to train")
     c.update(kind="deeper skip", claim=claim)
-    if c["holds"] is None:
-        clause = unjudged_clause(shallow, deep)
-    elif c["difference_pp"] is None:
-        findings = ("no increase with depth", "the deeper skip net did not train")
-        clause = qualitative_clause(deep, shallow, c["holds"], findings)
-    else:
+    findings = ("no increase with depth", "the deeper skip net did not train")
+    clause = _untested_clause(c, (shallow, deep), (deep, shallow), findings)
+    if not clause:
         clause = (
             f"{deep.label} vs {shallow.label}: {pct(deep.mean)} vs {pct(shallow.mean)} "
             + _margin_clause(c, point, test, source)
