@@ -23,8 +23,18 @@ from hydra_plugins.degradation_sweeper import JobLines
 SWEEP = ["-m", "experiment=smoke", "depth=8", "skip=none,add", "trainer.max_steps=8",
          "log_every=4", "trainer.enable_progress_bar=true"]  # fmt: skip
 # what no run should print: Lightning's advertisements, third-party deprecations, Lightning's
-# note on every checkpoint it saves
-NOISE = ("💡", "litlogger", "litmodels", "Tip:", "deprecated", "FutureWarning", "weights_only")
+# notes on every checkpoint it saves or loads
+NOISE = (
+    "💡",
+    "litlogger",
+    "litmodels",
+    "Tip:",
+    "deprecated",
+    "FutureWarning",
+    "weights_only",
+    "Restoring states from the checkpoint",
+    "Loaded model weights from the checkpoint",
+)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """What the program prints, and what it keeps other packages from printing.
 
-    quiet_third_party()    # Lightning's advertising tips, a torch deprecation Lightning triggers
+    quiet_third_party()    # Lightning's advertising tips and checkpoint-path notes, a torch
+                           # deprecation Lightning triggers
     interactive()          # stdout is a terminal (progress bars) or not (one line per window)
     duration(seconds)      # '45s', '3m 05s', '1h 02m'
 
@@ -17,6 +18,12 @@ import warnings
 # Lightning 2.6 advertises its cloud services (litlogger, litmodels) through rank_zero_info
 # when a Trainer is built; both lines start with this.
 LIGHTNING_TIP = "💡 Tip:"
+# ... and names every checkpoint it loads: at the end of each run (best.ckpt's test) and on a
+# resume, which train.py announces itself ("[resume] ... resuming from last.ckpt at step N").
+LIGHTNING_CHECKPOINT_NOTES = (
+    "Restoring states from the checkpoint path at ",
+    "Loaded model weights from the checkpoint at ",
+)
 # The loggers rank_zero_info writes through (lightning.{fabric,pytorch}.utilities.rank_zero).
 RANK_ZERO_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
@@ -26,7 +33,7 @@ RANK_ZERO_LOGGERS = (
 
 class _DropLightningTips(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(LIGHTNING_TIP)
+        return not str(record.msg).startswith((LIGHTNING_TIP, *LIGHTNING_CHECKPOINT_NOTES))
 
 
 def quiet_third_party() -> None:

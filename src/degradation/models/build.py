@@ -117,6 +117,8 @@ def build_model(
     in_channels = _positive_int("in_channels", in_channels)
     preact, zero_init_residual = bool(preact), bool(zero_init_residual)
     head_init = check_choice("head_init", head_init, HEAD_INITS)
+    # what every family's net takes, in its constructor's order
+    net_args = (skip, shortcut, num_classes, in_channels, width, preact, zero_init_residual)
     if family == "keras":
         if head_init != "pytorch":
             raise UserError(
@@ -124,17 +126,7 @@ def build_model(
                 "init (glorot_uniform, bias 0) in every layer; choose head_init='pytorch' "
                 "(the default), which leaves that init alone"
             )
-        return build_keras(
-            depth,
-            block,
-            skip,
-            shortcut,
-            num_classes,
-            in_channels,
-            width,
-            preact,
-            zero_init_residual,
-        )
+        return build_keras(depth, block, *net_args)
     if zero_init_residual and skip == "none":
         raise UserError(
             "zero_init_residual=True with skip='none' is not valid: a plain net would "
@@ -142,19 +134,7 @@ def build_model(
             "zero_init_residual=False"
         )
 
-    model = ResNet(
-        family,
-        BLOCK_TYPES[block],
-        stage_blocks,
-        skip,
-        shortcut,
-        num_classes,
-        in_channels,
-        width,
-        preact,
-        zero_init_residual,
-        head_init,
-    )
+    model = ResNet(family, BLOCK_TYPES[block], stage_blocks, *net_args, head_init)
     model.arch = {
         "family": family,
         "depth": depth,
