@@ -143,6 +143,22 @@ def test_three_clearly_separated_seeds_a_side_are_established(tmp_path, capsys):
     )
 
 
+def test_a_skip_net_that_still_rises_with_depth_is_said_to_remove_it_only_relatively(
+    tmp_path, capsys
+):
+    """resnet-56 ends 2 pp above resnet-20, far less than the plain nets' 10 pp: 'removed'
+    in the verdict's sense (relative to the plain nets), and the line says it still rises."""
+    runs = {"plain-20": PLAIN_20, "plain-56": [e + 0.05 for e in PLAIN_56]}
+    runs.update({"resnet-20": RESNET_20, "resnet-56": [e + 0.02 for e in RESNET_20]})
+    verdict, _, _ = report(tmp_path, runs, capsys)
+    (case,) = verdict["series"][0]["skips"][0]["pairs"]
+    assert case["outcome"] == "removed" and case["evidence"] == "established"
+    assert case["text"].endswith(
+        "so the skip net removed it: established (relative to the plain nets: resnet-56 still "
+        "ends +2.00 pp above resnet-20)."
+    )
+
+
 def test_diverged_skip_seeds_are_named_and_keep_skips_from_a_clean_yes(tmp_path, capsys):
     """3 of 5 resnet-56 seeds diverged: the 2 survivors cannot establish anything."""
     survivors = RESNET_56[:2]

@@ -35,10 +35,11 @@ skip-d2 − skip-d1, was smaller than the plain net's. (c) claims an absence of 
 is tested as non-inferiority: H1: skip-d2 − skip-d1 < margin, with the margin the LOWER end
 of (a)'s 95 % CI (the smallest degradation the plain seeds support; the difference itself
 where (a) has no CI); whether the leg holds at all is read from the point estimates
-(skip change < plain change). Where plain-d2 failed to train, (c) holds if skip-d2 trained,
-qualitatively. Strength order, weakest first: not established < single seed < qualitative <
-suggestive < established (a failed-to-train contrast outranks a single seed; it is untested,
-so it stays below a tested, if small, sample).
+(skip change < plain change). "Removed" is thus relative to the plain nets: where skip-d2
+still ends above skip-d1, the pair's line says so. Where plain-d2 failed to train, (c) holds
+if skip-d2 trained, qualitatively. Strength order, weakest first: not established < single
+seed < qualitative < suggestive < established (a failed-to-train contrast outranks a single
+seed; it is untested, so it stays below a tested, if small, sample).
 
 Every run counts: each comparison's line names the runs of its variants that diverged
 (with their steps), failed or never finished, and a variant with no trained seed is named
@@ -267,6 +268,12 @@ def _skip_case(pair: dict, plain: dict, skips: dict, versus: dict, family: str) 
         conclusion = (
             f"the skip net removed it as far as these runs show; not established: weakest leg "
             f"{weakest['claim']}, {weakest['evidence']}"
+        )
+    rise = legs["not_worse"]["difference_pp"]
+    if outcome == "removed" and rise is not None and rise > 0:  # "removed" is relative: say so
+        conclusion += (
+            f" (relative to the plain nets: {skips[d2].label} still ends {rise:+.2f} pp above "
+            f"{skips[d1].label})"
         )
     clauses = [legs["versus_plain"]["text"], legs["not_worse"]["text"]]
     note = loss_note(skips[d2], plain[d2], skips[d1])
