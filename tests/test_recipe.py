@@ -256,8 +256,9 @@ def test_crop_and_flip_keep_28x28_images_and_pad_with_zeros():
 def test_fashion_mnist_fig6_trains_a_few_steps(tmp_path, out):
     result = run_cli(
         "experiment=fashion_mnist_fig6", "hydra.sweeper.params.depth=8",
-        "hydra.sweeper.params.skip=none", "trainer.max_steps=3", "log_every=1",
-        "data.val_size=500", "trainer.enable_progress_bar=false", f"output_root={out}",
+        "hydra.sweeper.params.skip=none", "hydra.sweeper.params.seed=0", "trainer.max_steps=3",
+        "log_every=1", "data.val_size=500", "trainer.enable_progress_bar=false",
+        f"output_root={out}",
         cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
