@@ -534,11 +534,13 @@ class RunInterrupted(Exception):
 
 class Interruption(Callback):
     """Ctrl-C (SIGINT) and SIGTERM end the run cleanly: during the training steps the handler
-    only notes the signal; at the end of the step every rank agrees to stop (one all-reduce per
-    step under DDP), LastCheckpoint writes last.ckpt at its next clean point (after the step,
-    or after the validation that follows it) and raises RunInterrupted. Nothing is saved from
-    inside the handler. Outside the training steps (setup, the final evaluation) and at a
-    second signal, the handler raises RunInterrupted at once.
+    only notes the signal; at the end of the step the run agrees to stop (under DDP every
+    rank, by one all-reduce every `every` steps and at the last one, not every step: it waits
+    for the device, which would stall a compiled step's queue), LastCheckpoint writes
+    last.ckpt at its next clean point (after the step, or after the validation that follows
+    it) and raises RunInterrupted. Nothing is saved from inside the handler. Outside the
+    training steps (setup, the final evaluation) and at a second signal, the handler raises
+    RunInterrupted at once.
 
     Lightning's own SIGTERM handler (SignalConnector, installed for each fit/validate/test)
     calls ours after its own, and sets `trainer.received_sigterm`, which makes its loops raise
@@ -549,7 +551,8 @@ class Interruption(Callback):
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self):
+    def __init__(self, every: int = 1):
+        self.every = every  # under DDP: steps between the ranks' agreements
         self.signum: int | None = None  # the signal received, not yet acted on
         self.stopping = False  # every rank agreed to stop at the end of this step
         self._in_steps = False
@@ -583,6 +586,9 @@ class Interruption(Callback):
         # before LastCheckpoint, which acts on it (Lightning runs checkpoint callbacks last)
         signum = self.signum or 0
         if trainer.world_size > 1:  # one decision for every rank: the checkpoint is collective
+            final = 0 < trainer.max_steps <= trainer.global_step
+            if trainer.global_step % self.every and not final:
+                return
             noted = torch.tensor(signum, device=pl_module.device)
             signum = int(trainer.strategy.reduce(noted, reduce_op="max").item())
         self.signum = signum or None

@@ -162,7 +162,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             if plan.finished is None:
                 with (
                     _job_record(run_dir, cfg),
-                    Interruption().catching() as interruption,
+                    Interruption(every=cfg.log_every).catching() as interruption,
                     _full_disk_is_one_line(run_dir),
                 ):
                     return _run(cfg, run_dir, dm, data, plan, run_hash, interruption)
