@@ -1,8 +1,8 @@
 """Why skips help, measured: gradient-flow records, loss landscapes, lesion study, their CLI.
 
-One real smoke sweep (module fixture: plain-8 and resnet-8, 10 steps, gradient norms every 2
-steps) provides trained runs; the analyses run once on it through the real CLI (fixture
-`analysed`). Properties that need no trained weights are checked on freshly built models.
+One real smoke sweep (module fixture: plain-8 and resnet-8, seeds 0 and 1, 10 steps, gradient
+norms every 2 steps) provides trained runs; the analyses run once on it through the real CLI
+(fixture `analysed`). Properties that need no trained weights are checked on freshly built models.
 """
 
 from __future__ import annotations
@@ -25,17 +25,18 @@ from conftest import run_cli, summaries
 from torch import nn
 
 from degradation.analyze.__main__ import main as analyze_main
+from degradation.analyze.figures import analysis_figures
 from degradation.analyze.landscape import (
     filter_normalized_direction,
     loss_landscape,
     training_subset,
 )
 from degradation.analyze.lesion import DeletedBlock, lesion_study, why_not_deletable
-from degradation.analyze.plots import analysis_figures
 from degradation.analyze.summaries import headroom_lost, landscape_summary, lesion_summary
 from degradation.analyze.trained import load_run
 from degradation.callbacks import GradientFlow
 from degradation.models import build_model, gradient_norms
+from degradation.models.shortcuts import ZeroPadShortcut
 from degradation.rundir import GRAD_NORMS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -56,10 +57,11 @@ def analyze_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
-    """Sweep folder of plain-8 and resnet-8 (smoke budget, 10 steps)."""
+    """Sweep folder of plain-8 and resnet-8, seeds 0 and 1 (smoke budget, 10 steps)."""
     root = tmp_path_factory.mktemp("analyze")
     result = run_cli(
-        "-m", "depth=8", "skip=none,add", "experiment=smoke", f"trainer.max_steps={STEPS}",
+        "-m", "depth=8", "skip=none,add", "seed=0,1", "experiment=smoke",
+        f"trainer.max_steps={STEPS}",
         f"grad_every={GRAD_EVERY}", f"output_root={root / 'outputs'}", cwd=root,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -67,11 +69,17 @@ def sweep(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def runs(sweep) -> dict[str, Path]:
-    """skip -> run folder."""
-    found = {s["skip"]: path for path, s in summaries(sweep).items()}
-    assert set(found) == {"none", "add"}
+def seeds(sweep) -> dict[tuple[str, int], Path]:
+    """(skip, seed) -> run folder."""
+    found = {(s["skip"], s["seed"]): path for path, s in summaries(sweep).items()}
+    assert set(found) == {(skip, seed) for skip in ("none", "add") for seed in (0, 1)}
     return found
+
+
+@pytest.fixture(scope="module")
+def runs(seeds) -> dict[str, Path]:
+    """skip -> run folder of seed 0."""
+    return {skip: path for (skip, seed), path in seeds.items() if seed == 0}
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +238,9 @@ def test_landscape_at_the_origin_equals_the_models_loss(runs, analysed):
         data = {k: f[k] for k in f.files}
     assert list(data["alphas"]) == [-1.0, 0.0, 1.0]
     assert int(data["num_images"]) == 64 and str(data["checkpoint"]) == "last.ckpt"
+    # the options it was measured with, as the command line gave them
+    assert json.loads(str(data["options"])) == {"steps": 3, "span": 1.0, "subset": 64,
+        "two_d": True, "seed": 1, "checkpoint": "last", "device": "cpu"}  # fmt: skip
     # the model's loss on the same images, computed here in one batch
     run = load_run(run_dir, device="cpu")
     images, labels = training_subset(run, 64, seed=1)
@@ -299,7 +310,9 @@ def test_deleting_a_zero_initialised_residual_block_leaves_the_output_unchanged(
                 for j, block in enumerate(stage):
                     stage[j] = DeletedBlock(block)
                     same = torch.allclose(net(x), expected, rtol=0, atol=1e-6)
-                    assert same == unchanged  # a working branch matters: output changes
+                    # option A's zero-filled channels keep a live branch (blocks.zero_init_last)
+                    padded = isinstance(block.merge.shortcut, ZeroPadShortcut)
+                    assert same == (unchanged and not padded)  # a working branch matters
                     stage[j] = block
 
 
@@ -314,14 +327,15 @@ def test_plain_blocks_that_change_shape_cannot_be_deleted():
     assert torch.equal(DeletedBlock(model.stages[0][0])(x), x)  # a deleted block passes x on
 
 
-def test_lesion_cli_records_test_error_per_deleted_block(sweep, runs, analysed):
-    for skip, run_dir in runs.items():
+def test_lesion_cli_records_test_error_per_deleted_block(sweep, seeds, analysed):
+    for (skip, _), run_dir in seeds.items():  # every seed of every variant
         record = json.loads((run_dir / "analysis" / "lesion.json").read_text())
         summary = json.loads((run_dir / "summary.json").read_text())
         # intact: the final weights on the whole test set, as training measured them
         assert record["baseline"]["test_error"] == pytest.approx(summary["final"]["test_error"])
         assert record["num_images"] == 128 and record["skip"] == skip
         assert (record["num_classes"], record["chance_error"]) == (10, pytest.approx(0.9))
+        assert record["options"] == {"checkpoint": "last", "limit": None, "device": "cpu"}
         base = record["baseline"]["test_error"]
         blocks = {b["block"]: b for b in record["blocks"]}
         assert list(blocks) == ["stages.0.0", "stages.1.0", "stages.2.0"]
@@ -340,7 +354,9 @@ def test_lesion_cli_records_test_error_per_deleted_block(sweep, runs, analysed):
         analysed["lesion"].stdout
     )
     combined = json.loads((sweep / "analysis" / "lesion.json").read_text())
-    assert {r["skip"] for r in combined["runs"]} == {"none", "add"}
+    assert sorted(r["run"] for r in combined["runs"]) == sorted(
+        f"{'plain' if skip == 'none' else 'resnet'}-8 s{seed}" for skip, seed in seeds
+    )
     assert (sweep / "analysis" / "lesion.png").read_bytes().startswith(PNG_MAGIC)
 
 
@@ -382,29 +398,44 @@ def test_lesion_summary_matches_errors_computed_by_hand():
 # --- figures for the report ----------------------------------------------------------------
 
 
-def test_analysis_figures_show_every_analysis_with_numbers(runs, analysed, tmp_path):
-    figures = analysis_figures(list(runs.values()), tmp_path)
+def test_analysis_figures_show_every_analysis_over_every_seed(sweep, seeds, analysed, tmp_path):
+    figures = analysis_figures([sweep], tmp_path)
     titles = [title for title, _, _ in figures]
     assert titles == ["Gradient flow per layer", "Gradient flow over depth",
                       "Loss landscape", "Lesion study"]  # fmt: skip
     for title, png, caption in figures:
         assert png.parent == tmp_path and png.read_bytes().startswith(PNG_MAGIC)
-        if title != "Gradient flow per layer":  # the numbers, run by run
-            assert "plain-8" in caption and "resnet-8" in caption
+        if title != "Gradient flow per layer":  # the numbers, variant by variant
+            assert "plain-8 (2 seeds)" in caption and "resnet-8 (2 seeds)" in caption
     assert f"every {GRAD_EVERY} steps" in figures[0][2]
     captions = dict((title, caption) for title, _, caption in figures)
-    # the numbers come from the recorded data
+    record = json.loads((tmp_path / "analysis.json").read_text())
+    landscapes = {v["skip"]: v for v in record["landscape"]["variants"]}
+    lesions = {v["skip"]: v for v in record["lesion"]["variants"]}
+    # the numbers come from every seed's recorded data: mean ± sample std, per-seed kept
     for skip, label in (("none", "plain-8"), ("add", "resnet-8")):
-        with np.load(runs[skip] / "analysis" / "landscape.npz") as f:
-            summary = landscape_summary({k: f[k] for k in f.files})
-        assert f"{label}: L0 {summary['central_loss']:.3g}" in captions["Loss landscape"]
-        assert f"κ {summary['curvature']:.3g}" in captions["Loss landscape"]
-        record = json.loads((runs[skip] / "analysis" / "lesion.json").read_text())
-        lesion = lesion_summary(record)
-        assert f"{label}: intact {100 * lesion['baseline_error']:.3g} %" in captions["Lesion study"]
-    # one residual and one plain net of depth 8: the curvature comparison, against Li et al.
-    assert "At depth 8 the residual net is" in captions["Loss landscape"]
-    assert "Li et al. 2018" in captions["Loss landscape"]
+        kappas, errors = [], []
+        for seed in (0, 1):
+            with np.load(seeds[skip, seed] / "analysis" / "landscape.npz") as f:
+                kappas.append(landscape_summary({k: f[k] for k in f.files})["curvature"])
+            lesion = json.loads((seeds[skip, seed] / "analysis" / "lesion.json").read_text())
+            errors.append(100 * lesion_summary(lesion)["baseline_error"])
+        assert [s["curvature"] for s in landscapes[skip]["per_seed"]] == pytest.approx(kappas)
+        assert [s["seed"] for s in lesions[skip]["per_seed"]] == [0, 1]
+        spread = f"{np.mean(kappas):.3g} ± {np.std(kappas, ddof=1):.3g}"
+        assert f"κ {spread}" in captions["Loss landscape"]
+        intact = f"{np.mean(errors):.3g} ± {np.std(errors, ddof=1):.3g}"
+        assert f"{label} (2 seeds): intact {intact} %" in captions["Lesion study"]
+    # one residual and one plain net of depth 8, two seeds each: a Welch test of κ
+    assert "At depth 8, resnet-8 against plain-8:" in captions["Loss landscape"]
+    assert "Welch p = " in captions["Loss landscape"]
+    # the options the analyses ran with are stated and recorded
+    assert (
+        "Measured with --steps 3 --span 1 --subset 64 --seed 1 --checkpoint last (every run)"
+        in (captions["Loss landscape"])
+    )
+    assert "Measured on checkpoint last, all 128 test images." in captions["Lesion study"]
+    assert record["landscape"]["variants"][0]["per_seed"][0]["options"]["subset"] == 64
     assert analysis_figures([tmp_path], tmp_path / "empty") == []  # nothing recorded
 
 

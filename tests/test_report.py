@@ -24,6 +24,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 import torch
+import yaml
 from conftest import REPO, run_cli, summaries
 
 from degradation.models import build_model, conv3x3_bn_layers, layer_response_std
@@ -256,7 +257,8 @@ def test_verdict_needs_two_plain_depths(sweep, tmp_path):
 
 
 def test_verdict_follows_the_numbers_and_the_seed_spread(sweep, tmp_path):
-    """plain-20 above plain-8; resnet-20 below plain-20 and resnet-8 (two seeds: suggestive)."""
+    """plain-20 above plain-8; resnet-20 below plain-20 and resnet-8 (two seeds a side: each
+    labelled by its test, underpowered)."""
     root = tmp_path / "runs"
     train_errors = {"plain-8": 0.20, "plain-20": 0.30, "resnet-8": 0.18, "resnet-20": 0.15}
     for name, error in train_errors.items():
@@ -266,8 +268,8 @@ def test_verdict_follows_the_numbers_and_the_seed_spread(sweep, tmp_path):
                 src, root / f"{name}-s{seed}", seed=seed, final={"train_error": error + jitter}
             )
     (verdict,) = build_report(root, tmp_path / "report")["verdict"]
-    assert verdict["degradation"] == "yes, but not established (1 of 1 depth pairs: 1 suggestive)"
-    assert verdict["skips"].startswith("yes, but not established (1 of 1 degraded depth pairs")
+    assert verdict["degradation"] == "yes, established (1 of 1 depth pairs; 1 underpowered)"
+    assert verdict["skips"].startswith("removed (1 of 1 degraded depth pairs")
     (pair,) = verdict["series"][0]["pairs"]
     assert pair["deep_error"]["mean"] == pytest.approx(0.305)
     tight = pair["comparison"]["p_one_sided"]
@@ -284,10 +286,40 @@ def test_verdict_follows_the_numbers_and_the_seed_spread(sweep, tmp_path):
             )
     (verdict,) = build_report(root, tmp_path / "report2")["verdict"]
     assert "not established" in verdict["degradation"]
-    assert verdict["skips"] == (
-        "yes, but not established (1 of 1 degraded depth pairs: 1 suggestive)"
-    )
+    assert verdict["skips"].startswith("neither removal nor reduction shown")
     assert verdict["series"][0]["pairs"][0]["comparison"]["p_one_sided"] > 10 * tight
+
+
+def test_each_run_records_the_verdict_settings_it_was_run_with(sweep):
+    """The margin of 'removed' is fixed before the results exist: in each run's config."""
+    config = yaml.safe_load((run_dir(sweep, "plain-8") / ".hydra" / "config.yaml").read_text())
+    assert config["verdict"] == {"margin_pp": 2.0, "alpha": 0.05}
+
+
+def test_the_same_run_reached_twice_counts_once(sweep, tmp_path):
+    """Issue 24 row 4: seed 0 of plain-8 run again with an explicit optim.momentum=0.9 (the
+    default) lands in another folder with the same config hash; the report counts it once."""
+    root = tmp_path / "outputs"
+    shutil.copytree(sweep, root)
+    args = [
+        "depth=8",
+        "skip=none",
+        "experiment=smoke",
+        "trainer.max_steps=10",
+        "optim.momentum=0.9",
+    ]
+    result = run_cli(*args, f"output_root={root}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = [p for p, s in summaries(root).items() if s["name"] == "plain-8"]
+    assert len(again) == 2 and len({summaries(root)[p]["config_hash"] for p in again}) == 1
+    build_report(root, tmp_path / "report")
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert (variant(report, "plain-8")["n"], variant(report, "plain-8")["seeds"]) == (1, [0])
+    (duplicate,) = report["duplicates"]
+    assert duplicate["same_run"] is True and duplicate["seed"] == 0
+    assert (
+        "1 duplicate run folder(s) counted once" in (tmp_path / "report" / "report.md").read_text()
+    )
 
 
 def test_cifar10_runs_are_compared_with_the_paper(sweep, tmp_path):
@@ -562,7 +594,8 @@ def test_text_from_run_folders_is_escaped_in_every_format(sweep, tmp_path):
     shown = "".join(page.text)
     first_line = INJECTED.splitlines()[0]
     assert f"Fig. 6 style ({first_line}" in shown  # in a figure caption, as text
-    assert f"The same seed appears more than once for: {first_line}" in shown  # a table note
+    note = "Each seed counted once; duplicate run folders left out (see 'Runs not in the means'): "
+    assert f"{note}{first_line}" in shown  # a table note
     assert FOLDER in shown
 
     report = json.loads((tmp_path / "report" / "report.json").read_text())

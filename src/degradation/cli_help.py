@@ -43,6 +43,7 @@ SETTINGS = {
     "optim": "SGD and its schedule: optim.lr, optim.milestones, optim.warmup_lr, ...",
     "trainer": "Lightning's Trainer: trainer.max_steps, trainer.devices, ...",
     "logger": "group logger=csv|wandb|tensorboard, or a list: logger=[csv,tensorboard]",
+    "verdict": "how the report judges the runs: verdict.margin_pp, verdict.alpha",
 }
 
 

@@ -12,6 +12,9 @@ Modules (imported one by one, so that training does not load matplotlib):
   lesion.py     lesion_study(model, images, labels), DeletedBlock(block)
   responses.py  measure_run(run_dir): layer_responses.json from a checkpoint (older runs)
   summaries.py  the numbers the captions state (landscape increase and curvature, lesion
-                headroom lost, gradient profile); numpy only
-  plots.py      the figures; analysis_figures(run_dirs, out_dir) for the report
+                headroom lost, gradient profile, early explosion; spread over seeds, the
+                curvature comparison)
+  plots.py      the figures (drawing only)
+  figures.py    analysis_figures(runs, out_dir) for the report: every seed of each variant,
+                recipes apart, captions and analysis.json
 """

@@ -13,7 +13,8 @@ no augmentation, on a fixed subset of training images normalised as in training:
     python -m degradation.analyze landscape RUN_DIR [--steps 21 --span 1.0 --subset 512 ...]
 
 writes RUN_DIR/analysis/landscape.npz (alphas, loss_1d, error_1d, and with --two-d betas,
-loss_2d[i, j] = L(alphas[i], betas[j]), error_2d), landscape_1d.png and landscape_2d.png.
+loss_2d[i, j] = L(alphas[i], betas[j]), error_2d; `options`, the JSON text of the options it
+was measured with), landscape_1d.png and landscape_2d.png.
 
 Nets are compared by the loss increase over their own central loss L0 = L(0, 0), not by a
 ratio to it (a net that ends at a small L0 would look sharp): the figures draw L − L0, and
@@ -23,6 +24,7 @@ of a quadratic fitted within ±0.5 (docs/analyses.md).
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -141,6 +143,15 @@ def loss_landscape(
     return out
 
 
+def landscape_options(
+    run: TrainedRun, steps: int, span: float, subset: int, two_d: bool, seed: int
+) -> dict[str, Any]:
+    """What the landscape was measured with, as `python -m degradation.analyze landscape`
+    takes it (recorded in landscape.npz, stated by the report's caption)."""
+    return {"steps": steps, "span": span, "subset": subset, "two_d": two_d, "seed": seed,
+            "checkpoint": run.checkpoint.stem, "device": run.device.type}  # fmt: skip
+
+
 def landscape_run(
     run: TrainedRun,
     steps: int = 21,
@@ -166,6 +177,7 @@ def landscape_run(
         seed=np.array(seed),
         span=np.array(span),
         num_images=np.array(len(labels)),
+        options=np.array(json.dumps(landscape_options(run, steps, span, subset, two_d, seed))),
     )
     path = write_landscape(run.run_dir, data)
     out = run.out_dir

@@ -15,14 +15,17 @@ its shortcut path:
     python -m degradation.analyze lesion RUN_DIR... [--checkpoint last|best] [--limit N]
 
 writes RUN_DIR/analysis/lesion.json ({"baseline": {...}, "num_classes", "chance_error",
-"blocks": [{"block": "stages.1.0", "deleted": true, "test_error": ..., "headroom_lost": ...,
-"note": ...}, ...]}) and lesion.png for each run.
+"options": {"checkpoint", "limit", "device"}, "blocks": [{"block": "stages.1.0",
+"deleted": true, "test_error": ..., "headroom_lost": ..., "note": ...}, ...]}) and lesion.png
+for each run.
 
 Nets are compared by each block's effect relative to their own baseline and to chance, not by
 the raw rise in error: a net whose intact error is near chance (1 − 1/classes) has no room to
 get worse. `headroom_lost` = (error with the block deleted − baseline) / (chance − baseline):
 0 = the deletion changes nothing, 1 = the net falls to chance (summaries.headroom_lost; None
-when the baseline is at or above chance). Chance assumes balanced test classes.
+when the baseline is at or above chance). Chance assumes balanced test classes. Nets are
+compared over the same blocks (summaries.common_blocks): a plain net's shape-changing blocks
+cannot be deleted, so the residual twin's are left out of the comparison too.
 """
 
 from __future__ import annotations
@@ -147,6 +150,7 @@ def lesion_run(
         "num_images": len(labels),
         "num_classes": classes,
         "chance_error": chance_error(classes),
+        "options": {"checkpoint": run.checkpoint.stem, "limit": limit, "device": run.device.type},
         **study,
     }
     write_lesion(run.run_dir, record)  # a diverged model's NaN: null

@@ -1,33 +1,25 @@
-"""Figures of the analyses, per run and across runs (plain vs residual side by side).
+"""The analysis figures: drawing only (their numbers and captions: figures.py).
 
-    analysis_figures(run_dirs, out_dir) -> [(title, png_path, caption)]
+Per run (the CLI's RUN_DIR/analysis/ and its combined figure of several runs):
+  plot_landscape_1d(datas), plot_landscape_2d(datas), plot_lesion(records)
+Per variant over its seeds (the report's analysis_*.png; a line is the mean, or the geometric
+mean for quantities drawn on a log scale, and the shading or the thin lines the seeds):
+  plot_gradient_flow(records)         relative gradient ‖g‖/‖w‖ of each main-path 3×3 conv
+                                      over training (layer × step heat map, one panel each)
+  plot_gradient_profile(groups)       each layer's median RMS gradient and relative gradient
+                                      against its position (input → output)
+  plot_landscape_seeds(groups, path)  loss increase over the central loss along a direction
+                                      (each seed thin, the mean bold) and over the plane
+  plot_lesion_seeds(groups, path)     test error with each block deleted, and the fraction of
+                                      the intact net's headroom to chance each deletion loses
 
-is what the report calls: from whatever the given run folders hold (grad_norms.csv,
-analysis/landscape.npz, analysis/lesion.json) it draws, into out_dir,
-
-  analysis_gradient_flow.png     relative update ‖g‖/‖w‖ of each main-path 3×3 conv over
-                                 training (layer × step heat map; one panel per run)
-  analysis_gradient_profile.png  each layer's median RMS gradient per weight and median
-                                 relative update against its position (input → output)
-  analysis_landscape.png         loss increase over the central loss along a direction, and
-                                 over the plane of two (Li et al. 2018)
-  analysis_lesion.png            test error with each block deleted, and the fraction of the
-                                 intact net's headroom to chance that each deletion loses
-
-with captions whose numbers are computed here, from the same data as the drawing (the
-measures: summaries.py, docs/analyses.md). One run per variant is shown (its lowest seed). A
-heat map needs two recordings or more, so a run shorter than `grad_every` steps has none; a
-run recorded before the gradient measure changed (raw norms, no `rel/` columns) is left out.
-A file that cannot be read (rundir.RunFolderError) leaves its run out of that figure only.
-
-Over 300 lines: every analysis figure with the caption computed from its data, side by side.
+Over 300 lines: every analysis figure, per run and over seeds, in one style.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +31,6 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless back
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from degradation.analyze.summaries import (  # noqa: E402
-    RADII,
-    gradient_summary,
-    landscape_summary,
-    lesion_summary,
-)
-from degradation.models.measure import REL, RMS  # noqa: E402
-from degradation.rundir import (  # noqa: E402
-    RunFolderError,
-    read_grad_norms,
-    read_landscape,
-    read_lesion,
-    read_summary,
-)
-
-PREFIX = "analysis_"
 SKIP_ORDER = {"none": 0, "add": 1, "concat": 2}
 SKIP_STYLES = {"none": "--", "add": "-", "concat": ":"}
 SKIP_TITLES = {"none": "plain", "add": "residual", "concat": "concatenation"}
@@ -62,7 +38,7 @@ DPI = 100
 LINTHRESH = 0.01  # loss increases below this (nats): linear in 1-D, the lowest level in 2-D
 
 
-# --- per-run and combined plots (also used by the CLI) ------------------------------------
+# --- per run (the CLI) --------------------------------------------------------------------
 
 
 def _save(fig, path: Path) -> Path:
@@ -232,58 +208,43 @@ def plot_lesion(records: list[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
-# --- gradient flow ---------------------------------------------------------------------------
+# --- per variant, over its seeds (the report) -----------------------------------------------
 
 
-@dataclass
-class GradientRecord:
-    label: str
-    depth: int
-    skip: str
-    steps: np.ndarray  # recordings
-    layers: list[str]  # main-path 3×3 conv layers, input to output
-    rms: np.ndarray  # recordings × layers: RMS gradient per weight, ‖g‖ / sqrt(numel)
-    rel: np.ndarray  # recordings × layers: relative update ‖g‖ / ‖w‖
+def _band(ax, x, rows: np.ndarray, colour, style: str, label: str, log: bool = False) -> None:
+    """The mean of `rows` (seeds × points; geometric mean with `log`) as a line, their range
+    over seeds shaded (nothing to shade for one seed)."""
+    rows = np.asarray(rows, dtype=float)
+    with warnings.catch_warnings():  # a point without one finite seed: a gap
+        warnings.simplefilter("ignore", RuntimeWarning)
+        centre = np.exp(np.nanmean(np.log(rows), axis=0)) if log else np.nanmean(rows, axis=0)
+        low, high = np.nanmin(rows, axis=0), np.nanmax(rows, axis=0)
+    if log:  # exp of a mean of logs can underflow to 0: a gap on a log axis, not a crash
+        centre, low, high = _positive(centre), _positive(low), _positive(high)
+    ax.plot(x, centre, style, color=colour, label=label)
+    if len(rows) > 1 and np.isfinite(low + high).any():  # all NaN would break a log axis
+        ax.fill_between(x, low, high, color=colour, alpha=0.15, linewidth=0)
 
 
-def gradient_record(run_dir: Path, label: str, depth: int, skip: str) -> GradientRecord | None:
-    """The run's grad_norms.csv as per-layer arrays; None without one, or for a file of the
-    earlier raw-norm format (no `rel/` columns)."""
-    found = read_grad_norms(run_dir)
-    if found is None:
-        return None
-    steps, columns, rows = found
-    index = {c: i for i, c in enumerate(columns)}
-    layers = [c.removeprefix(f"{REL}/") for c in columns if c.startswith(f"{REL}/")
-              and not re.fullmatch(r"stages\.\d+", c.removeprefix(f"{REL}/"))]  # fmt: skip
-    if not rows or not layers or any(f"{RMS}/{name}" not in index for name in layers):
-        return None
-    values = np.array(rows, dtype=float)
-    return GradientRecord(
-        label=label,
-        depth=depth,
-        skip=skip,
-        steps=np.array(steps),
-        layers=layers,
-        rms=values[:, [index[f"{RMS}/{name}"] for name in layers]],
-        rel=values[:, [index[f"{REL}/{name}"] for name in layers]],
-    )
-
-
-def plot_gradient_flow(records: list[GradientRecord], path: Path) -> Path:
+def plot_gradient_flow(records: list, path: Path) -> Path:
     """Heat maps of log10 ‖g‖/‖w‖ (layer × step), rows = depth, columns = skip, one colour
-    scale."""
+    scale; each record (label, depth, skip, steps, layers, rel) is one panel."""
     depths = sorted({r.depth for r in records})
     skips = sorted({r.skip for r in records}, key=lambda s: SKIP_ORDER.get(s, 9))
-    fig = _figure(figsize=(1.0 + 4.2 * len(skips), 0.6 + 3.0 * len(depths)))
-    axes = fig.subplots(len(depths), len(skips), squeeze=False)
+    rows_of = {(d, s): [r for r in records if (r.depth, r.skip) == (d, s)] for d in depths
+               for s in skips}  # fmt: skip
+    height = max(len(v) for v in rows_of.values())  # several recipes of one variant: stacked
+    fig = _figure(figsize=(1.0 + 4.2 * len(skips), 0.6 + 3.0 * len(depths) * height))
+    axes = fig.subplots(len(depths) * height, len(skips), squeeze=False)
     logs = [np.log10(_positive(r.rel)) for r in records]
     every = np.concatenate([v[np.isfinite(v)] for v in logs])
     vmin, vmax = np.percentile(every, [1, 99]) if every.size else (0.0, 1.0)
     for ax in axes.ravel():
         ax.axis("off")  # until a run fills it
     for record, log in zip(records, logs, strict=True):
-        ax = axes[depths.index(record.depth)][skips.index(record.skip)]
+        row = depths.index(record.depth) * height
+        row += rows_of[record.depth, record.skip].index(record)
+        ax = axes[row][skips.index(record.skip)]
         ax.axis("on")
         steps = record.steps
         half = (steps[1] - steps[0]) / 2
@@ -294,23 +255,25 @@ def plot_gradient_flow(records: list[GradientRecord], path: Path) -> Path:
         ax.set_xlabel("iteration")
         ax.set_ylabel("3×3 conv layer (1 = stem)")
     fig.colorbar(image, ax=axes, label="log10 ‖∇W‖ / ‖W‖")
-    fig.suptitle("Gradient flow: relative update of each 3×3 conv layer", fontsize=11)
+    fig.suptitle("Gradient flow: gradient relative to the weights, each 3×3 conv layer",
+                 fontsize=11)  # fmt: skip
     return _save(fig, path)
 
 
-def plot_gradient_profile(records: list[GradientRecord], path: Path) -> Path:
-    """Each layer's median over the recordings against its position (input → output): left
-    the RMS gradient per weight, right the relative update ‖g‖/‖w‖."""
+def plot_gradient_profile(groups: list[dict[str, Any]], path: Path) -> Path:
+    """Each layer's median over training against its position (input → output), per variant
+    ("label", "depth", "skip", "rms" and "rel": seeds × layers): left the RMS gradient per
+    weight, right the relative gradient ‖g‖/‖w‖; the geometric mean over seeds, their range
+    shaded."""
     fig = _figure(figsize=(11, 4.0))
     left, right = fig.subplots(1, 2)
-    for r, (colour, style) in zip(records, _styles(records), strict=True):
-        summary = gradient_summary(r.rms, r.rel)
-        position = np.arange(1, len(r.layers) + 1)
-        left.plot(position, _positive(summary["rms"]), style, color=colour, label=r.label)
-        right.plot(position, _positive(summary["rel"]), style, color=colour, label=r.label)
+    for g, (colour, style) in zip(groups, _styles(groups), strict=True):
+        position = np.arange(1, np.shape(g["rel"])[1] + 1)
+        _band(left, position, _positive(g["rms"]), colour, style, g["label"], log=True)
+        _band(right, position, _positive(g["rel"]), colour, style, g["label"], log=True)
     labels = [
         ("median ‖∇W‖ / sqrt(#weights)", "RMS gradient per weight"),
-        ("median ‖∇W‖ / ‖W‖", "relative update (step size relative to the weights, per lr)"),
+        ("median ‖∇W‖ / ‖W‖", "gradient relative to the weights (not the step)"),
     ]
     for ax, (y, title) in zip((left, right), labels, strict=True):
         ax.set_yscale("log")
@@ -323,220 +286,78 @@ def plot_gradient_profile(records: list[GradientRecord], path: Path) -> Path:
     return _save(fig, path)
 
 
-# --- the report's entry point ---------------------------------------------------------------
-
-
-@dataclass
-class _Shown:
-    run_dir: Path
-    label: str
-    depth: int
-    skip: str
-
-
-def _or_none(problems: list, run_dir: Path, read, *args) -> Any:
-    """read(*args), or None when a file of run_dir cannot be read ((run_dir, error) noted)."""
-    try:
-        return read(*args)
-    except RunFolderError as err:
-        problems.append((run_dir, err))
-        return None
-
-
-def _one_per_variant(run_dirs: list[Path], problems: list) -> list[_Shown]:
-    """One run per variant (lowest seed), ordered by depth and skip."""
-    chosen: dict[tuple, tuple[Any, _Shown]] = {}
-    datasets = set()
-    infos = []
-    for run_dir in map(Path, run_dirs):
-        summary = _or_none(problems, run_dir, read_summary, run_dir) or {}
-        if "name" not in summary or "depth" not in summary:
-            continue
-        datasets.add(summary.get("dataset"))
-        infos.append((run_dir, summary))
-    for run_dir, s in infos:
-        label = s["name"] + (f" ({s.get('dataset')})" if len(datasets) > 1 else "")
-        shown = _Shown(run_dir, label, int(s["depth"]), str(s.get("skip")))
-        seed = s.get("seed")
-        seed_key = (0, seed) if isinstance(seed, int) else (1, str(seed))
-        key = (label,)
-        if key not in chosen or seed_key < chosen[key][0]:
-            chosen[key] = (seed_key, shown)
-    shown = [v for _, v in chosen.values()]
-    return sorted(shown, key=lambda r: (r.depth, SKIP_ORDER.get(r.skip, 9), r.label))
-
-
-def _fmt(x: float | None, digits: int = 3) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
-
-
-def _gradient_figures(
-    shown: list[_Shown], out: Path, problems: list
-) -> list[tuple[str, Path, str]]:
-    records = [
-        _or_none(problems, s.run_dir, gradient_record, s.run_dir, s.label, s.depth, s.skip)
-        for s in shown
+def plot_landscape_seeds(groups: list[dict[str, Any]], path: Path) -> Path:
+    """Left: the loss increase over each net's own central loss along the first direction,
+    per variant ("label", "depth", "skip", "alphas", "rises": seeds × points), each seed thin,
+    the mean bold. Right: one panel per variant with a plane ("rise_2d": the mean over seeds
+    of the increase), log-spaced contours on one colour scale."""
+    planes = [
+        {"label": g["label"], "alphas": g["alphas"], "betas": g["alphas"], "loss_2d": g["rise_2d"]}
+        for g in groups
+        if g.get("rise_2d") is not None
     ]
-    records = [r for r in records if r is not None and len(r.steps) >= 2]
-    if not records:
-        return []
-    parts = []
-    for r in records:
-        g = gradient_summary(r.rms, r.rel)
-        ratio = g["first_rel"] / g["last_rel"] if g["first_rel"] and g["last_rel"] else None
-        parts.append(f"{r.label} {_fmt(g['first_rel'])} / {_fmt(g['last_rel'])} "
-                     f"(×{_fmt(ratio, 2)})")  # fmt: skip
-    every = int(records[0].steps[1] - records[0].steps[0])
-    heat = plot_gradient_flow(records, out / f"{PREFIX}gradient_flow.png")
-    profile = plot_gradient_profile(records, out / f"{PREFIX}gradient_profile.png")
-    return [
-        (
-            "Gradient flow per layer",
-            heat,
-            "Relative update ‖∇W‖/‖W‖ of every 3×3 conv on the main path (log10; bottom = stem, "
-            f"top = last block's second conv; the same layers for every skip type), recorded "
-            f"every {every} steps during training (grad_norms.csv). Times the learning rate it "
-            "is the step each layer's weights take relative to their size, i.e. how fast the "
-            "layer learns; dark bands low in a panel mean the early layers learn slowly.",
-        ),
-        (
-            "Gradient flow over depth",
-            profile,
-            "Median over training of each 3×3 conv's RMS gradient per weight (left; size-free, "
-            "but it still scales as 1/‖W‖ for a layer followed by BN, so it also reflects each "
-            "layer's weight scale) and of its relative update ‖∇W‖/‖W‖ (right; the step relative "
-            "to the weights). Median relative update of the first / last 3×3 layer (first ÷ "
-            f"last): {'; '.join(parts)}. A first/last quotient well below 1 means the early "
-            "layers move much less per step than the late ones.",
-        ),
+    fig = _figure(figsize=(5.5 + 4.0 * len(planes), 4.2))
+    axes = fig.subplots(1, 1 + len(planes), squeeze=False,
+                        width_ratios=[1.3] + [1] * len(planes))[0]  # fmt: skip
+    ax = axes[0]
+    for g, (colour, style) in zip(groups, _styles(groups), strict=True):
+        rises = np.asarray(g["rises"], dtype=float)
+        for rise in rises if len(rises) > 1 else []:
+            ax.plot(g["alphas"], rise, style, color=colour, linewidth=0.6, alpha=0.45)
+        with warnings.catch_warnings():  # a point without one finite seed: a gap
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(rises, axis=0)
+        ax.plot(g["alphas"], mean, "o" + style, color=colour, markersize=3, label=g["label"])
+    ax.set_yscale("symlog", linthresh=LINTHRESH)
+    ax.set_xlabel("step along a filter-normalised direction")
+    ax.set_ylabel("loss − loss at the trained weights")
+    ax.set_title("1-D: each seed thin, the mean bold", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    if planes:
+        plot_landscape_2d(planes, axes=list(axes[1:]))
+    fig.suptitle("Loss landscape around the trained weights (Li et al. 2018); 2-D: the mean "
+                 "increase over seeds", fontsize=11)  # fmt: skip
+    return _save(fig, path)
+
+
+def plot_lesion_seeds(groups: list[dict[str, Any]], path: Path) -> Path:
+    """Per variant ("label", "depth", "skip", "errors" and "lost": seeds × blocks, NaN where a
+    block was not deleted; "baselines": per seed; "chance"): left the test error with each
+    block deleted, right the fraction of the headroom lost; the mean over seeds, their range
+    shaded; the intact error's mean dotted, chance dash-dotted; x = cannot be deleted."""
+    most = max((np.shape(g["errors"])[1] for g in groups), default=0)
+    fig = _figure(figsize=(2 * max(5.0, 0.16 * most), 4.0))
+    left, right = fig.subplots(1, 2)
+    for g, (colour, style) in zip(groups, _styles(groups), strict=True):
+        errors = 100 * np.asarray(g["errors"], dtype=float)
+        x = np.arange(1, errors.shape[1] + 1)
+        _band(left, x, errors, colour, "o" + style, g["label"])
+        _band(right, x, np.asarray(g["lost"], dtype=float), colour, "o" + style, g["label"])
+        baselines = [b for b in g["baselines"] if b is not None]
+        if baselines:
+            left.axhline(100 * float(np.mean(baselines)), color=colour, linestyle=":",
+                         linewidth=1)  # fmt: skip
+        skipped = x[np.all(np.isnan(errors), axis=0)]
+        for ax in (left, right):  # at the bottom edge (x: data, y: axes fraction)
+            ax.plot(skipped, [0.03] * len(skipped), "x", color=colour,
+                    transform=ax.get_xaxis_transform())  # fmt: skip
+    for chance in {g.get("chance") for g in groups} - {None}:
+        left.axhline(100 * chance, color="0.4", linestyle="-.", linewidth=1)
+    right.axhline(1.0, color="0.4", linestyle="-.", linewidth=1)
+    titles = [
+        ("test error (%)", "test error (dotted: intact; dash-dot: chance)"),
+        ("fraction of headroom lost", "(error − intact) / (chance − intact)"),
     ]
-
-
-def _labelled(shown: list[_Shown], read, problems: list) -> list[dict]:
-    """What `read` finds in each shown run folder, with that run's label, depth and skip."""
-    found = []
-    for s in shown:
-        data = _or_none(problems, s.run_dir, read, s.run_dir)
-        if data is not None:
-            found.append({**data, "label": s.label, "depth": s.depth, "skip": s.skip})
-    return found
-
-
-LI_DEPTH = 56  # Li et al. 2018, Fig. 5: from 56 layers on, their no-skip nets turn chaotic
-
-
-def _compared_to_li(datas: list[dict], kappas: list[float | None]) -> str:
-    """For every depth with a plain and a residual net: which is sharper here, said against Li
-    et al. 2018 (ResNet-20 with and without skips look alike; from 56 layers on the no-skip
-    net's landscape turns chaotic and the residual one stays smooth, their Fig. 5)."""
-    by_depth: dict[Any, dict[str, float]] = {}
-    for d, kappa in zip(datas, kappas, strict=True):
-        if kappa is not None:
-            by_depth.setdefault(d.get("depth"), {})[str(d.get("skip"))] = kappa
-    sentences = []
-    for depth, found in sorted(by_depth.items(), key=lambda item: str(item[0])):
-        if not {"none", "add"} <= set(found):
-            continue
-        plain, residual = found["none"], found["add"]
-        here = "sharper" if residual > plain else "flatter"
-        deep = isinstance(depth, int | np.integer) and depth >= LI_DEPTH
-        if deep and here == "sharper":
-            li = "the opposite of Li et al. 2018, whose plain nets of 56+ layers are the sharper"
-        elif deep:
-            li = "as Li et al. 2018 find for nets of 56+ layers"
-        else:
-            li = "Li et al. 2018 see little difference below 56 layers"
-        sentences.append(f"At depth {depth} the residual net is {here} than its plain twin "
-                         f"(κ {_fmt(residual)} vs {_fmt(plain)}; {li}).")  # fmt: skip
-    return " ".join(sentences)
-
-
-def _landscape_figures(
-    shown: list[_Shown], out: Path, problems: list
-) -> list[tuple[str, Path, str]]:
-    datas = _labelled(shown, read_landscape, problems)
-    if not datas:
-        return []
-    with_2d = [d for d in datas if "loss_2d" in d]
-    fig = _figure(figsize=(5.5 + 4.0 * len(with_2d), 4.2))
-    axes = fig.subplots(1, 1 + len(with_2d), squeeze=False,
-                        width_ratios=[1.3] + [1] * len(with_2d))[0]  # fmt: skip
-    plot_landscape_1d(datas, ax=axes[0])
-    if with_2d:
-        plot_landscape_2d(with_2d, axes=list(axes[1:]))
-    fig.suptitle("Loss landscape around the trained weights (Li et al. 2018)", fontsize=11)
-    path = _save(fig, out / f"{PREFIX}landscape.png")
-    parts, kappas = [], []
-    for d in datas:
-        summary = landscape_summary(d)
-        kappas.append(summary["curvature"])
-        rises = "/".join(_fmt(summary["increase"][r]) for r in RADII)
-        parts.append(f"{d['label']}: L0 {_fmt(summary['central_loss'])}, +{rises}, "
-                     f"κ {_fmt(summary['curvature'])}")  # fmt: skip
-    radii = "/".join(f"{r:g}" for r in RADII)
-    return [
-        (
-            "Loss landscape",
-            path,
-            "Training loss (eval-mode BN, fixed subset of training images) around the trained "
-            "weights along random filter-normalised directions (BN and bias directions zeroed), "
-            "drawn as the increase over each net's own loss at the trained weights L0, so nets "
-            "that end at different losses compare. Per net: L0, the mean increase at distance "
-            f"{radii} along the directions (n/a beyond the grid), and the curvature κ (second "
-            "derivative of a quadratic fitted within ±0.5; larger = sharper): "
-            + "; ".join(parts)
-            + ". "
-            + _compared_to_li(datas, kappas),
-        )
-    ]
-
-
-def _lesion_figures(shown: list[_Shown], out: Path, problems: list) -> list[tuple[str, Path, str]]:
-    records = _labelled(shown, read_lesion, problems)
-    if not records:
-        return []
-    path = plot_lesion(records, out / f"{PREFIX}lesion.png")
-    parts = []
-    for r in records:
-        summary = lesion_summary(r)
-        rise = None if summary["mean_rise"] is None else 100 * summary["mean_rise"]
-        part = (
-            f"{r['label']}: intact {_fmt(_percent(summary['baseline_error']))} %, chance "
-            f"{_fmt(_percent(summary['chance_error']))} %, mean rise "
-            f"{'+' if rise is not None and rise >= 0 else ''}{_fmt(rise)} pp, headroom lost "
-            f"mean {_fmt(summary['mean_lost'], 2)} / max {_fmt(summary['max_lost'], 2)}"
-        )
-        if summary["not_deletable"]:
-            part += f" ({summary['not_deletable']} block(s) cannot be deleted: the shape changes)"
-        parts.append(part)
-    return [
-        (
-            "Lesion study",
-            path,
-            "Test error with one block deleted at a time (its branch removed, its shortcut "
-            "kept; Veit et al. 2016). Nets whose intact errors differ are compared by the "
-            "fraction of their headroom each deletion loses, (error − intact) / (chance − "
-            "intact) with chance = 1 − 1/classes: 0 = no effect, 1 = down to chance (n/a for a "
-            "net already at chance). " + "; ".join(parts) + ".",
-        )
-    ]
-
-
-def _percent(x: float | None) -> float | None:
-    return None if x is None else 100 * x
-
-
-def analysis_figures(
-    run_dirs: list[Path], out_dir: Path, unreadable: list | None = None
-) -> list[tuple[str, Path, str]]:
-    """The analyses' figures for these run folders, drawn into out_dir: a list of
-    (title, png path, caption); empty when no run has anything to show. A file that cannot be
-    read is left out, and (run_dir, RunFolderError) appended to `unreadable` if given."""
-    problems = [] if unreadable is None else unreadable
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(f"{PREFIX}*.png"):  # of an earlier call, maybe not drawn now
-        stale.unlink()
-    shown = _one_per_variant(run_dirs, problems)
-    makers = (_gradient_figures, _landscape_figures, _lesion_figures)
-    return [figure for make in makers for figure in make(shown, out, problems)]
+    for ax, (y_label, title) in zip((left, right), titles, strict=True):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, most + 0.5)
+        ax.set_xlabel("deleted block (forward order)")
+        ax.set_ylabel(y_label)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    left.set_ylim(bottom=0)
+    fig.suptitle("Lesion study: one block deleted at test time; mean over seeds, range shaded "
+                 "(x = cannot be deleted)", fontsize=11)  # fmt: skip
+    return _save(fig, path)

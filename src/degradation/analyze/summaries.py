@@ -1,10 +1,18 @@
-"""The numbers the analysis captions state, from what the analyses recorded (numpy only).
+"""The numbers the analysis captions state, from what the analyses recorded.
 
+Per run:
     landscape_summary(data)      loss increase at fixed distances and the curvature at the
                                  trained weights, each net against its own central loss
     headroom_lost(err, base, n)  a lesion's error rise as a fraction of the baseline's headroom
-    lesion_summary(record)       the lesion study per net: baseline, chance, headroom lost
+    lesion_summary(record, blocks)  the lesion study per net (over the given blocks only):
+                                 baseline, chance, headroom lost
     gradient_summary(rms, rel)   per-layer medians over training, first and last layer
+    early_explosion(steps, layers, rms, rel)  the layers whose weights at least double early
+Over the seeds of a variant, and between variants:
+    spread(values)               n, mean, sample std and the values themselves
+    common_blocks(records)       the blocks deleted in every lesion record (like for like)
+    compare_curvature(plain, residual)  Welch's t-test of the curvature over seeds: sharper,
+                                 flatter or no clear difference
 
 Why these and not the simpler ones: docs/analyses.md.
 """
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -96,12 +105,29 @@ def headroom_lost(error: float | None, baseline: float | None, num_classes: int)
     return (error - baseline) / headroom if headroom > 0 else None
 
 
-def lesion_summary(record: dict[str, Any]) -> dict[str, Any]:
+def deleted_blocks(record: dict[str, Any]) -> list[str]:
+    """The names of the blocks the lesion record deleted (with a measured error), in order."""
+    return [b["block"] for b in record["blocks"] if b["deleted"] and b["test_error"] is not None]
+
+
+def common_blocks(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The blocks deleted in every record, in the first record's order: the set over which
+    nets are compared like for like (a plain net's shape-changing blocks cannot be deleted,
+    a residual net's can; a mean over different blocks compares different things)."""
+    if not records:
+        return []
+    shared = set.intersection(*(set(deleted_blocks(r)) for r in records))
+    return [name for name in deleted_blocks(records[0]) if name in shared]
+
+
+def lesion_summary(record: dict[str, Any], blocks: Collection[str] | None = None) -> dict[str, Any]:
     """One net's lesion study: baseline and chance error, each deleted block's fraction of the
-    headroom lost (`headroom_lost`), their mean and maximum, the mean rise in error points."""
+    headroom lost (`headroom_lost`), their mean and maximum, the mean rise in error points;
+    over `blocks` only when given (e.g. `common_blocks` of the nets compared)."""
     baseline = record["baseline"]["test_error"]
     classes = record.get("num_classes")
-    deleted = [b for b in record["blocks"] if b["deleted"] and b["test_error"] is not None]
+    deleted = [b for b in record["blocks"] if b["deleted"] and b["test_error"] is not None
+               and (blocks is None or b["block"] in blocks)]  # fmt: skip
     lost = [headroom_lost(b["test_error"], baseline, classes) if classes else None
             for b in deleted]  # fmt: skip
     lost = [x for x in lost if x is not None]
@@ -113,6 +139,7 @@ def lesion_summary(record: dict[str, Any]) -> dict[str, Any]:
         "mean_lost": float(np.mean(lost)) if lost else None,
         "max_lost": float(np.max(lost)) if lost else None,
         "not_deletable": sum(not b["deleted"] for b in record["blocks"]),
+        "blocks_used": len(deleted),
     }
 
 
@@ -121,7 +148,7 @@ def lesion_summary(record: dict[str, Any]) -> dict[str, Any]:
 
 def gradient_summary(rms: np.ndarray, rel: np.ndarray) -> dict[str, Any]:
     """Medians over the recordings (recordings × layers arrays): per layer, and the first and
-    last layer's relative update and RMS gradient."""
+    last layer's relative gradient ‖g‖/‖w‖ and RMS gradient."""
     with warnings.catch_warnings():  # a layer without one finite value: NaN, said as n/a
         warnings.simplefilter("ignore", RuntimeWarning)
         rms_profile = np.nanmedian(np.where(np.isfinite(rms), rms, np.nan), axis=0)
@@ -134,3 +161,100 @@ def gradient_summary(rms: np.ndarray, rel: np.ndarray) -> dict[str, Any]:
         "first_rms": _finite(rms_profile[0]),
         "last_rms": _finite(rms_profile[-1]),
     }
+
+
+# Early explosion: a layer's RMS weight ‖w‖/√n at least doubles within the first EARLY_SHARE
+# of the recorded steps. For a conv followed by BN the gradient is orthogonal to w, so every
+# step lengthens w (‖w + Δ‖² = ‖w‖² + ‖Δ‖²) and only steps of the order of the weights
+# themselves can double it within a few steps; weight decay only shrinks w (by lr·λ/(1 − μ) =
+# 1e-4 per step at lr 0.1, μ 0.9, λ 1e-4). The doubled weights then shrink the relative
+# gradient of the same layer (its gradient scales as 1/‖w‖): "the early layers move little"
+# is then the aftermath of an explosion, not a vanishing gradient (docs/analyses.md).
+EXPLOSION_GROWTH = 2.0
+EARLY_SHARE = 0.25
+
+
+def weight_rms(rms: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """The RMS weight ‖w‖/√n of each layer at each recording: (‖g‖/√n) / (‖g‖/‖w‖)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = np.asarray(rms, dtype=float) / np.asarray(rel, dtype=float)
+    weight[~np.isfinite(weight) | (weight <= 0)] = np.nan
+    return weight
+
+
+def early_explosion(
+    steps: Sequence[int], layers: Sequence[str], rms: np.ndarray, rel: np.ndarray
+) -> dict[str, Any]:
+    """Whether the run's weights exploded early, from grad_norms.csv's first rows: the layers
+    whose RMS weight grows by EXPLOSION_GROWTH or more from the first recording to the largest
+    within the first EARLY_SHARE of the recorded steps (at least the first two recordings),
+    and the first layer's (the stem's) relative gradient at the first recording, its RMS
+    weight then and at its early peak."""
+    steps = np.asarray(steps)
+    weight = weight_rms(rms, rel)
+    window = steps <= steps[0] + EARLY_SHARE * (steps[-1] - steps[0])
+    window[: min(2, len(steps))] = True
+    with warnings.catch_warnings():  # a layer without a finite weight: never flagged
+        warnings.simplefilter("ignore", RuntimeWarning)
+        peak = np.nanmax(weight[window], axis=0)
+        growth = peak / weight[0]
+    exploded = [name for name, g in zip(layers, growth, strict=True) if g >= EXPLOSION_GROWTH]
+    early = weight[window, 0]
+    at = int(np.nanargmax(early)) if np.isfinite(early).any() else 0
+    return {
+        "exploded": bool(exploded),
+        "layers": exploded,
+        "num_layers": len(layers),
+        "window_end_step": int(steps[window][-1]),
+        "first_layer": layers[0],
+        "first_rel_at_start": _finite(np.asarray(rel, dtype=float)[0, 0]),
+        "first_weight_start": _finite(weight[0, 0]),
+        "first_weight_peak": _finite(early[at]),
+        "first_peak_step": int(steps[window][at]),
+    }
+
+
+# --- over the seeds of a variant, and between variants ------------------------------------
+
+
+def spread(values: Sequence[float | None]) -> dict[str, Any]:
+    """{"n", "mean", "std", "values"} over the finite values (the sample standard deviation,
+    n − 1 in the denominator; None below two values); "values" keeps every value given, in
+    order, None for a missing one."""
+    kept = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return {
+        "n": len(kept),
+        "mean": float(np.mean(kept)) if kept else None,
+        "std": float(np.std(kept, ddof=1)) if len(kept) >= 2 else None,
+        "values": [None if v is None or not math.isfinite(v) else float(v) for v in values],
+    }
+
+
+ALPHA = 0.05  # two-sided level of the curvature comparison
+WELCH = "Welch's t-test, two-sided (scipy.stats.ttest_ind, equal_var=False)"
+
+
+def compare_curvature(plain: Sequence[float], residual: Sequence[float]) -> dict[str, Any]:
+    """The residual net's curvature κ against its plain twin's, over their seeds:
+    {"outcome": "sharper" | "flatter" (the residual net, Welch p < ALPHA) | "no clear
+    difference" (p >= ALPHA) | "not tested" (fewer than two seeds a side, or no spread at
+    all), "p", "t", "df", "n_plain", "n_residual", "test", "alpha"}."""
+    plain = [float(k) for k in plain if k is not None and math.isfinite(k)]
+    residual = [float(k) for k in residual if k is not None and math.isfinite(k)]
+    result: dict[str, Any] = {"outcome": "not tested", "p": None, "t": None, "df": None,
+                              "n_plain": len(plain), "n_residual": len(residual),
+                              "test": WELCH, "alpha": ALPHA}  # fmt: skip
+    if min(len(plain), len(residual)) < 2:
+        return result
+    from scipy import stats  # the report's own test; imported only where it is needed
+
+    with warnings.catch_warnings():  # no spread on either side: p is NaN, said as not tested
+        warnings.simplefilter("ignore", RuntimeWarning)
+        test = stats.ttest_ind(residual, plain, equal_var=False)
+    p = _finite(test.pvalue)
+    if p is None:
+        return result
+    sign = "sharper" if float(np.mean(residual)) > float(np.mean(plain)) else "flatter"
+    df = getattr(test, "df", None)
+    return {**result, "outcome": sign if p < ALPHA else "no clear difference", "p": p,
+            "t": _finite(test.statistic), "df": None if df is None else _finite(df)}  # fmt: skip

@@ -229,12 +229,12 @@ def gradient_norms(model: nn.Module, layout: GradLayout | None = None) -> dict[s
       a layer of fan-in n weights of std sqrt(2/n), so a small layer (the stem) starts with
       large weights and, by this argument alone, a small RMS gradient; weight decay and the
       updates change ‖w‖ during training.
-    - Relative update ‖g‖ / ‖w‖, dimensionless. lr·‖g‖/‖w‖ is the size of an SGD step
-      relative to the weights; for a BN-normalised layer, whose gradient is orthogonal to w,
-      it is the angle its weight direction turns per step, i.e. how fast the layer's function
-      changes (van Laarhoven's effective learning rate lr/‖w‖², times ‖g‖·‖w‖). It is what
-      "this layer learns slowly" means. It does NOT measure the gradient signal alone: at an
-      equal gradient a layer with larger weights moves less.
+    - Relative gradient ‖g‖ / ‖w‖, dimensionless: the drive on the weights relative to their
+      size; for a BN-normalised layer, whose gradient is orthogonal to w, what turns its
+      weight direction (van Laarhoven's effective learning rate lr/‖w‖², times ‖g‖·‖w‖). It
+      is NOT the step: SGD with momentum μ and weight decay λ moves w by lr·v, v ← μ·v + g +
+      λ·w, up to 1/(1 − μ) times lr·‖g‖. Nor the gradient signal alone: at an equal gradient
+      a layer with larger weights moves less.
 
     Both are kept because neither alone separates gradient signal from weight scale; their
     ratio rms / rel = ‖w‖ / sqrt(numel) is the layer's RMS weight, so the two together say

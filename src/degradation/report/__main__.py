@@ -1,4 +1,5 @@
-"""`python -m degradation.report PATH [--out DIR] [--wandb ENTITY/PROJECT [--dry-run [JSON]]]`.
+"""`python -m degradation.report PATH [--out DIR] [--margin PP] [--wandb ENTITY/PROJECT
+[--dry-run [JSON]]]`.
 
 Writes report.html (self-contained), report.md, the figures as PNG, figures.json and
 report.json into DIR (default PATH/report).
@@ -37,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("path", type=Path, help="a run, sweep or output folder (searched below)")
     parser.add_argument("--out", type=Path, help="where to write the report (default PATH/report)")
     parser.add_argument(
+        "--margin",
+        type=float,
+        metavar="PP",
+        help="the margin of 'removed' in percentage points, in place of the verdict.margin_pp "
+        "the runs recorded (the report says it overrode them)",
+    )
+    parser.add_argument(
         "--wandb", metavar="ENTITY/PROJECT", help="also build a W&B report of these runs"
     )
     parser.add_argument(
@@ -69,7 +77,7 @@ def _wandb_builder(entity_project: str):
 def _print_summary(result: dict) -> None:
     for verdict in result["verdict"]:
         print(f"{verdict['study']}: degradation {verdict['degradation']}; "
-              f"skips removed it: {verdict['skips']}")  # fmt: skip
+              f"skips: {verdict['skips']}")  # fmt: skip
     print(f"report: {result['html']}\n        {result['markdown']} ({len(result['pngs'])} figures)")
 
 
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         if dry_run is not None:
             check_writable_file(dry_run, f"--dry-run {dry_run}")
         wandb_build = _wandb_builder(args.wandb) if args.wandb else None
-        result = build_report(args.path, args.out)
+        result = build_report(args.path, args.out, args.margin)
         _print_summary(result)
         if wandb_build is not None:  # after the local report, which needs no network
             spec = wandb_build(runs_root=args.path, entity_project=args.wandb, dry_run_path=dry_run)

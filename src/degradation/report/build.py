@@ -15,8 +15,16 @@ from typing import Any
 from degradation.preflight import check_writable_folder
 from degradation.report import figures, html, markdown, provenance, tables
 from degradation.report.document import Block, Bullets, Heading, Image, Paragraph
-from degradation.report.runs import Run, Unreadable, Variant, group_runs, read_runs, recipe_legend
-from degradation.report.verdict import judge
+from degradation.report.runs import (
+    Duplicate,
+    Run,
+    Unreadable,
+    Variant,
+    group_runs,
+    read_runs,
+    recipe_legend,
+)
+from degradation.report.verdict import check_setting, judge
 from degradation.rundir import SUMMARY, atomic_write_text, find_run_dirs, strict_json
 
 FIGURE_PREFIXES = ("fig1_", "fig6_", "degradation_", "fig7_")
@@ -31,27 +39,33 @@ def _studies(variants: list[Variant]) -> dict[str, list[Variant]]:
     return studies
 
 
-def build_report(root: Path, out: Path | None = None) -> dict[str, Any]:
+def build_report(
+    root: Path, out: Path | None = None, margin_pp: float | None = None
+) -> dict[str, Any]:
     """Write the report for every run folder below root into out (default root/report).
 
+    `margin_pp` (the CLI's --margin) overrides the margin of "removed" the runs record.
     Returns {"html", "markdown", "figures", "json"} paths plus "pngs", the verdicts and the
     files that could not be read ("unreadable", a list of runs.Unreadable). Raises UserError,
-    before writing anything, when root is missing or holds no run folder or out cannot be
-    written.
+    before writing anything, when root is missing or holds no run folder, out cannot be
+    written, or the verdict's settings are not valid or disagree within a study.
     """
     root = Path(root)
     run_dirs = find_run_dirs([root], marker=SUMMARY)
     given = out is not None
     out = Path(out) if given else root / "report"
     check_writable_folder(out, f"--out {out}" if given else f"--out (default {out})")
+    if margin_pp is not None:
+        check_setting("margin_pp", margin_pp, f"--margin {margin_pp:g}")
     runs, unreadable = read_runs(run_dirs)
-    out.mkdir(parents=True, exist_ok=True)
     variants = group_runs(runs)
     studies = _studies(variants)
+    verdicts = [judge(study, vs, margin_pp) for study, vs in studies.items()]
+    out.mkdir(parents=True, exist_ok=True)
 
     numbers = [tables.variant_numbers(v) for v in variants]
     paper_rows = tables.paper_numbers(numbers)
-    verdicts = [judge(study, vs) for study, vs in studies.items()]
+    duplicates = [d for v in variants for d in v.duplicates]
     prov = provenance.provenance(runs)
 
     for stale in out.glob("*.png"):  # figures of an earlier report that may not exist now
@@ -65,7 +79,9 @@ def build_report(root: Path, out: Path | None = None) -> dict[str, Any]:
     unreadable = sorted(unreadable + unreadable_analyses, key=lambda u: (str(u.run_dir), u.file))
 
     images = [Image(out / f["file"], f["title"], f["caption"]) for f in figure_list]
-    blocks = _blocks(root, runs, numbers, paper_rows, verdicts, images + analyses, prov, unreadable)
+    blocks = _blocks(
+        root, runs, duplicates, numbers, paper_rows, verdicts, images + analyses, prov, unreadable
+    )
     title = f"Degradation report: {root.resolve().name}"
     paths = {
         "html": out / "report.html",
@@ -85,6 +101,25 @@ def build_report(root: Path, out: Path | None = None) -> dict[str, Any]:
             {"run": tables.relative(r.path, root), "status": r.status, "reason": r.reason}
             for r in runs
             if not r.usable
+        ]
+        + [
+            {
+                "run": tables.relative(d.run.path, root),
+                "status": "duplicate",
+                "reason": tables.duplicate_reason(d, root),
+            }
+            for d in duplicates
+        ],
+        "duplicates": [
+            {
+                "run": tables.relative(d.run.path, root),
+                "counted": tables.relative(d.counted.path, root),
+                "same_run": d.same_run,
+                "seed": d.run.seed,
+                "config_hash": d.run.summary.get("config_hash"),
+                "status": d.run.status,
+            }
+            for d in duplicates
         ],
         "unreadable": [
             {
@@ -110,10 +145,10 @@ def build_report(root: Path, out: Path | None = None) -> dict[str, Any]:
 def _analysis_images(runs: list[Run], out: Path) -> tuple[list[Image], list[Unreadable]]:
     """Why skips help (degradation.analyze): gradient flow, loss landscapes, lesions, where
     recorded; and the analysis files that could not be read."""
-    from degradation.analyze.plots import analysis_figures
+    from degradation.analyze.figures import analysis_figures
 
     problems: list = []
-    found = analysis_figures([r.path for r in runs if r.usable], out, unreadable=problems)
+    found = analysis_figures(runs, out, unreadable=problems)  # every seed, recipes apart
     images = [Image(png, title, caption) for title, png, caption in found]
     return images, [Unreadable.of(run_dir, err) for run_dir, err in problems]
 
@@ -136,7 +171,19 @@ def _unreadable_blocks(unreadable: list[Unreadable], root: Path) -> list[Block]:
     ]
 
 
-def _blocks(root, runs, numbers, paper_rows, verdicts, images, prov, unreadable) -> list[Block]:
+def _duplicates_sentence(duplicates: list[Duplicate], root: Path) -> str:
+    if not duplicates:
+        return ""
+    shown = "; ".join(
+        f"{tables.relative(d.run.path, root)}: {tables.duplicate_reason(d, root)}"
+        for d in duplicates
+    )
+    return f" {len(duplicates)} duplicate run folder(s) counted once: {shown}."
+
+
+def _blocks(
+    root, runs, duplicates, numbers, paper_rows, verdicts, images, prov, unreadable
+) -> list[Block]:
     counts: dict[str, int] = {}
     for r in runs:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -147,6 +194,7 @@ def _blocks(root, runs, numbers, paper_rows, verdicts, images, prov, unreadable)
             f"{len(runs)} run folder(s) read below {root}"
             + (" (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")") * bool(counts)
             + f", {len(numbers)} variant(s). Generated {when} by python -m degradation.report."
+            + _duplicates_sentence(duplicates, root)
             + (f" Some files could not be read: see '{UNREADABLE_TITLE}'." if unreadable else "")
         ),
         Heading("Verdict"),
@@ -166,10 +214,15 @@ def _blocks(root, runs, numbers, paper_rows, verdicts, images, prov, unreadable)
     blocks.append(Heading("Figures"))
     blocks += images or [Paragraph("No figures: no completed runs.")]
     blocks.append(Heading("Runs not in the means"))
-    excluded = tables.excluded_table(runs, root)
+    excluded = tables.excluded_table(runs, duplicates, root)
     blocks.append(excluded or Paragraph(f"None: all {len(runs)} run(s) completed."))
     blocks += _unreadable_blocks(unreadable, root)
     blocks += provenance.blocks(prov)
-    in_order = [r for v in group_runs(runs) for r in sorted(v.runs, key=lambda r: str(r.seed))]
-    blocks += [Heading("Run folders", 3), tables.runs_table(in_order, root)]
+    in_order = [
+        r
+        for v in group_runs(runs)
+        for r in sorted([*v.runs, *(d.run for d in v.duplicates)], key=lambda r: str(r.seed))
+    ]
+    not_counted = {d.run.path for d in duplicates}
+    blocks += [Heading("Run folders", 3), tables.runs_table(in_order, root, not_counted)]
     return blocks

@@ -1,9 +1,10 @@
-"""One comparison of the verdict: two variants' seeds, a claim about them, and the evidence.
+"""One comparison of the verdict: variants' seeds, a claim about them, and the evidence.
 
-A claim says the first variant's mean final training error is above ("greater") or below
-("less") the second's, shifted by a bound (0, or a margin). Runs that trained give the
-numbers (`stats.welch`); runs that diverged or failed are counted and named, never dropped.
-The evidence rules are stated in `degradation.report.verdict`'s docstring.
+A two-variant claim says the first variant's mean final training error is above ("greater")
+or below ("less") the second's, shifted by a margin (0, or the non-inferiority margin); the
+difference in differences is a claim about four variants (`did`). Runs that trained give the
+numbers (`stats.welch`, `stats.contrast`); runs that diverged or failed are counted and named,
+never dropped. The evidence rules are stated in `degradation.report.verdict`'s docstring.
 """
 
 from __future__ import annotations
@@ -13,21 +14,35 @@ from dataclasses import dataclass
 from typing import Any
 
 from degradation.report.runs import Variant
-from degradation.report.stats import describe, mean, p_phrase, welch
+from degradation.report.stats import (
+    contrast,
+    describe,
+    mean,
+    p_phrase,
+    p_text,
+    smallest_exact_p,
+    welch,
+)
 
-ALPHA = 0.05
-MIN_SEEDS = 3  # on each side, for "established"
-CONFIDENCE = 0.95
 NOT_ENOUGH = "not enough runs"
-# evidence kinds, weakest first: a claim resting on several comparisons is as strong as its
-# weakest (see verdict's docstring for why this order)
-STRENGTH = ("not established", "single seed", "qualitative", "suggestive", "established")
+# evidence kinds, weakest first. An untested result (one seed, or a side that failed to train)
+# ranks below every tested one; "underpowered" (too few seeds for an exact test to reach
+# alpha) ranks below the same result with enough seeds, so deleting seeds never raises a label
+# through n (p itself may still fall when an outlying seed goes).
+STRENGTH = (
+    "single seed",
+    "qualitative",
+    "not established, underpowered",
+    "not established",
+    "established, underpowered",
+    "established",
+)
 
 
 @dataclass(frozen=True)
 class Sample:
     """One variant's outcome: the final training errors of the seeds that trained, and why
-    each other run gave none."""
+    each other seed gave none."""
 
     label: str
     runs: int
@@ -85,6 +100,7 @@ class Sample:
 
 
 def sample_of(v: Variant) -> Sample:
+    """The variant's seeds (each once: `runs.group_runs`) as a Sample."""
     errors, diverged, failed, other = [], [], [], []
     for run in v.runs:
         error = run.final("train_error")
@@ -110,126 +126,164 @@ def strength(evidence: str | None) -> int:
     return STRENGTH.index(kind(evidence)) if kind(evidence) in STRENGTH else -1
 
 
+def is_established(evidence: str | None) -> bool:
+    return kind(evidence).startswith("established")
+
+
+def underpowered(ns: list[int], alpha: float) -> bool:
+    """Too few seeds for any exact test of a difference in them to reach alpha (stats.
+    smallest_exact_p); a four-variant contrast is as underpowered as either difference in it."""
+    pairs = [ns] if len(ns) == 2 else [ns[:2], ns[2:]]
+    return any(smallest_exact_p(*pair) >= alpha for pair in pairs)
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.2f} %"
 
 
+def _base(labels: list[str], samples: list[Sample], alpha: float) -> dict[str, Any]:
+    return {
+        "variants": labels,
+        "difference_pp": None,
+        "bound_pp": None,  # one-sided (1 − alpha) confidence bound of the difference
+        "ci_low_pp": None,  # two-sided (1 − alpha), report.json only
+        "ci_high_pp": None,
+        "confidence": 1 - alpha,
+        "p_one_sided": None,
+        "p_holm": None,  # set over the study's family (verdict.judge)
+        "established_holm": None,
+        "alpha": alpha,
+        "df": None,
+        "n": [s.n for s in samples],
+        "runs": [s.as_dict() for s in samples],
+    }
+
+
+def _untested(samples: list[Sample], higher: list[Sample]) -> tuple[bool | None, str] | None:
+    """(holds, evidence) where a sample has no errors to test, else None. `higher`: the
+    samples the claim says end higher (a net that does not train is worse than any that does)."""
+    if any(s.no_result for s in samples):
+        return None, NOT_ENOUGH
+    failed = [s for s in samples if s.failed_to_train]
+    if len(failed) > 1:
+        return None, f"{NOT_ENOUGH} ({' and '.join(s.label for s in failed)} failed to train)"
+    if failed:
+        return failed[0] in higher, f"qualitative ({failed[0].label} failed to train)"
+    return None
+
+
 def compare(
-    first: Sample,
-    second: Sample,
-    alternative: str,
-    test_bound: float | None = 0.0,
-    point_bound: float | None = 0.0,
-    untested: str = "",
+    first: Sample, second: Sample, alternative: str, alpha: float, margin: float = 0.0
 ) -> dict[str, Any]:
-    """The numbers and evidence label of the claim: mean(first) − mean(second) is
-    `alternative` ("greater"/"less") than point_bound (the direction) and than test_bound
-    (the one-sided test). point_bound None: the direction holds whenever both sides trained,
-    and `untested` says why there is no test (its label is then qualitative)."""
+    """The numbers and evidence label of the claim H1: mean(first) − mean(second) is
+    `alternative` ("greater"/"less") than margin (fractions; numbers out in pp)."""
+    out = _base([first.label, second.label], [first, second], alpha)
+    out.update(first=first.label, second=second.label, alternative=alternative)
+    out.update(margin_pp=100 * margin, n_first=first.n, n_second=second.n)
     claimed_lower = second if alternative == "greater" else first
     claimed_higher = first if alternative == "greater" else second
-    out: dict[str, Any] = {
-        "first": first.label,
-        "second": second.label,
-        "alternative": alternative,
-        "bound_pp": None if test_bound is None else 100 * test_bound,
-        "difference_pp": None,
-        "ci_low_pp": None,
-        "ci_high_pp": None,
-        "confidence": CONFIDENCE,
-        "p_one_sided": None,
-        "alpha": ALPHA,
-        "df": None,
-        "n_first": first.n,
-        "n_second": second.n,
-        "runs": [first.as_dict(), second.as_dict()],
-    }
-    if first.no_result or second.no_result:
-        return {**out, "holds": None, "evidence": NOT_ENOUGH}
-    if first.failed_to_train and second.failed_to_train:
-        return {**out, "holds": None, "evidence": f"{NOT_ENOUGH} (both failed to train)"}
-    if first.failed_to_train or second.failed_to_train:
-        failed = first if first.failed_to_train else second
-        holds = failed is claimed_higher  # a net that does not train is worse than any that does
-        return {**out, "holds": holds, "evidence": f"qualitative ({failed.label} failed to train)"}
-    test = welch(first.errors, second.errors, alternative, test_bound, CONFIDENCE)
+    untested = _untested([first, second], [claimed_higher])
+    if untested:
+        holds, evidence = untested
+        return {**out, "holds": holds, "evidence": evidence}
+    test = welch(first.errors, second.errors, alternative, margin, alpha)
     out.update(
         difference_pp=100 * test.difference,
+        bound_pp=None if test.bound is None else 100 * test.bound,
         ci_low_pp=None if test.ci_low is None else 100 * test.ci_low,
         ci_high_pp=None if test.ci_high is None else 100 * test.ci_high,
         p_one_sided=test.p,
         df=test.df,
     )
-    if point_bound is None:
-        return {**out, "holds": True, "evidence": f"qualitative ({untested})"}
-    holds = (
-        test.difference > point_bound
-        if alternative == "greater"
-        else (test.difference < point_bound)
+    holds = test.difference > margin if alternative == "greater" else test.difference < margin
+    lost = claimed_lower.diverged_steps if holds else ()
+    reason = f"{len(lost)} of {claimed_lower.runs} {claimed_lower.label} seeds diverged"
+    evidence = _evidence(test.p, [first.n, second.n], alpha, reason if lost else "")
+    return {**out, "holds": holds, "evidence": evidence}
+
+
+def did(plain: tuple[Sample, Sample], skip: tuple[Sample, Sample], alpha: float) -> dict[str, Any]:
+    """'Reduced': H1: (plain-d2 − plain-d1) − (skip-d2 − skip-d1) > 0, a Welch test of the
+    contrast of four independent means (stats.contrast); samples as (shallow, deep)."""
+    (p1, p2), (s1, s2) = plain, skip
+    samples = [p2, p1, s2, s1]
+    out = _base([s.label for s in samples], samples, alpha)
+    out.update(alternative="greater", margin_pp=0.0)
+    untested = _untested(samples, [p2, s1])  # the deeper plain net, the shallower skip net
+    if untested:
+        holds, evidence = untested
+        return {**out, "holds": holds, "evidence": evidence}
+    test = contrast([s.errors for s in samples], [1, -1, -1, 1], alpha)
+    out.update(
+        difference_pp=100 * test.estimate,
+        bound_pp=None if test.bound is None else 100 * test.bound,
+        ci_low_pp=None if test.ci_low is None else 100 * test.ci_low,
+        ci_high_pp=None if test.ci_high is None else 100 * test.ci_high,
+        p_one_sided=test.p,
+        df=test.df,
     )
-    return {
-        **out,
-        "holds": holds,
-        "evidence": _evidence(test.p, first, second, holds, claimed_lower),
-    }
+    holds = test.estimate > 0
+    lost = [s for s in (p1, s2) if s.diverged_steps] if holds else []  # claimed lower
+    reason = "; ".join(
+        f"{len(s.diverged_steps)} of {s.runs} {s.label} seeds diverged" for s in lost
+    )
+    evidence = _evidence(test.p, [s.n for s in samples], alpha, reason)
+    return {**out, "holds": holds, "evidence": evidence}
 
 
-def _evidence(p: float | None, first: Sample, second: Sample, holds: bool, lower: Sample) -> str:
-    """The label of a claim both sides trained for (rules: verdict's docstring)."""
-    if holds and lower.diverged_steps:  # the test saw only the seeds that survived
-        lost = len(lower.diverged_steps)
-        return f"not established ({lost} of {lower.runs} {lower.label} seeds diverged)"
-    fewest = min(first.n, second.n)
-    if fewest < 2:
+def _evidence(p: float | None, ns: list[int], alpha: float, lost: str) -> str:
+    """The label of a claim every side trained for (rules: verdict's docstring)."""
+    if min(ns) < 2:
         return "single seed"
+    weak = ", underpowered" if underpowered(ns, alpha) else ""
+    if lost:  # the test saw only the seeds that survived on the side claimed lower
+        return f"not established{weak} ({lost})"
     if p is None:
-        return "not established (no variation between seeds)"
-    if not holds or (fewest >= MIN_SEEDS and p >= ALPHA):
-        return f"not established ({p_phrase(p)})"
-    if fewest < MIN_SEEDS:
-        return f"suggestive (n = {first.n} and {second.n})"
-    return "established"
+        return f"not established{weak} (no variation between seeds)"
+    if p < alpha:
+        return f"established{weak}"
+    return f"not established{weak} ({p_phrase(p)})"
 
 
-def numbers(c: dict[str, Any], with_p: bool = True) -> str:
-    """'+1.50 pp, 95 % CI -1.54 to +4.54 pp, one-sided p = 0.084, n = 3 and 3'."""
-    text = f"{c['difference_pp']:+.2f} pp"
-    if c["ci_low_pp"] is not None:
-        text += f", 95 % CI {c['ci_low_pp']:+.2f} to {c['ci_high_pp']:+.2f} pp"
-    if c["p_one_sided"] is not None and with_p:
-        text += f", one-sided {p_phrase(c['p_one_sided'])}"
-    elif c["ci_low_pp"] is None:
-        text += ", no CI or test"
-    if "n = " not in c["evidence"]:
-        text += f", n = {c['n_first']} and {c['n_second']}"
+def p_with_holm(c: dict[str, Any]) -> str:
+    """'p = 0.0013, Holm 0.0052' (or 'p < 0.001, Holm 0.004'), '' without a test."""
+    if c["p_one_sided"] is None:
+        return ""
+    text = p_phrase(c["p_one_sided"])
+    if c["p_holm"] is not None:
+        text += f", Holm {p_text(c['p_holm'])}"
     return text
+
+
+def bound_phrase(c: dict[str, Any]) -> str:
+    """'one-sided 95 % bound ≥ +10.35 pp' ('≤' for a claim that something is lower), ''
+    without a test."""
+    if c["bound_pp"] is None:
+        return ""
+    sign = "≥" if c["alternative"] == "greater" else "≤"
+    return f"one-sided {100 * c['confidence']:.0f} % bound {sign} {c['bound_pp']:+.2f} pp"
 
 
 def loss_note(*samples: Sample) -> str:
     """' plain-110: 2 of 3 seeds diverged at step 120, 340.' for the samples that trained
     but lost runs (a sample that did not train says so in its clause), or ''."""
     notes = [f"{s.label}: {s.losses()}" for s in dict.fromkeys(samples) if s.n and s.losses()]
-    return (" " + "; ".join(notes) + ".") if notes else ""
+    return (" Not in the test: " + "; ".join(notes) + ".") if notes else ""
 
 
-def qualitative_clause(first: Sample, second: Sample, holds: bool, findings: tuple[str, str]):
-    """'plain-110 failed to train: 3 of 3 seeds diverged at ..., while plain-56 trained
-    (12.00 %, n = 3): <finding>' for a comparison where one side failed to train."""
-    failed, trained = (first, second) if first.failed_to_train else (second, first)
+def qualitative_clause(failed: Sample, trained: Sample) -> str:
+    """'plain-110 failed to train (3 of 3 seeds diverged at ...), while plain-56 trained
+    (12.00 %, n = 3)' for a comparison where one side failed to train."""
     return (
-        f"{failed.label} failed to train: {failed.losses()}, while {trained.label} trained "
-        f"({pct(trained.mean)}, n = {trained.n}): {findings[0] if holds else findings[1]}"
+        f"{failed.label} failed to train ({failed.losses()}), while {trained.label} trained "
+        f"({pct(trained.mean)}, n = {trained.n})"
     )
 
 
-def unjudged_clause(first: Sample, second: Sample) -> str:
-    if first.failed_to_train and second.failed_to_train:
-        return (
-            f"{first.label} and {second.label} both failed to train ({first.label}: "
-            f"{first.losses()}; {second.label}: {second.losses()}): {NOT_ENOUGH} to compare"
-        )
-    empty = first if first.no_result else second
-    reason = empty.losses() or "no runs"
-    return (
-        f"{first.label} vs {second.label}: {NOT_ENOUGH}, as {empty.label} has no result: {reason}"
-    )
+def unjudged_clause(samples: list[Sample]) -> str:
+    failed = [s for s in samples if s.failed_to_train]
+    if len(failed) > 1:
+        parts = "; ".join(f"{s.label}: {s.losses()}" for s in failed)
+        return f"{' and '.join(s.label for s in failed)} all failed to train ({parts})"
+    empty = next(s for s in samples if s.no_result)
+    return f"{empty.label} has no result ({empty.losses() or 'no runs'})"

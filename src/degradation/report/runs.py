@@ -6,9 +6,16 @@ training recipe; seeds differ) and variants into *studies* (same dataset and rec
 units that tables, figures and the verdict compare.
 
 The recipe is the part of `.hydra/config.yaml` that changes what a run measures (data,
-optimiser, budget, precision, ...), not where it writes or how it is launched. Runs of one
-dataset whose recipes differ are never averaged together: their labels name the differing
-keys, e.g. `plain-20 [trainer.max_steps=10]`.
+optimiser, budget, precision as the run resolved it, ...), not where it writes or how it is
+launched. Runs of one dataset whose recipes differ are never averaged together: their labels
+name the differing keys, e.g. `plain-20 [trainer.max_steps=10]`.
+
+A variant counts each seed once. A run is identified by what it ran: its config hash, seed
+and resolved precision (`Run.identity`); the same run reached twice (the same seed twice, or
+through overrides that change nothing, in another folder) is counted once, and so is a seed
+that a variant holds under two config hashes (they differ only in keys the report does not
+compare, e.g. a plain net's shortcut): seeds are the independent samples, so n never exceeds
+the number of seeds. The others are `Variant.duplicates`, listed by the report.
 
 A run folder whose summary.json or .hydra/config.yaml cannot be read is left out and listed
 (`read_runs`); one whose metrics.csv or layer_responses.json cannot be read stays in, without
@@ -143,6 +150,17 @@ class Run:
         return f"{self.name} [{self.recipe}]" if self.recipe else self.name
 
     @property
+    def precision(self) -> str | None:
+        """The precision the run resolved (summary.json speed.precision), where recorded."""
+        return (self.summary.get("speed") or {}).get("precision")
+
+    @property
+    def identity(self) -> tuple[Any, Any, Any]:
+        """What the run ran: (config hash, seed, resolved precision); a bf16 and an fp32 run of
+        one config and seed are different runs."""
+        return (self.summary.get("config_hash"), self.seed, self.precision)
+
+    @property
     def reason(self) -> str:
         """Why a run is not in the means (empty for a completed run)."""
         if self.status == "diverged":
@@ -161,11 +179,41 @@ class Run:
 
 
 @dataclass
+class Duplicate:
+    """A run folder its variant does not count: `counted` holds the same seed."""
+
+    run: Run
+    counted: Run
+
+    @property
+    def same_run(self) -> bool:
+        """The same config hash, seed and precision: one run reached twice."""
+        return self.run.identity == self.counted.identity
+
+    @property
+    def why(self) -> str:
+        """'the same run as FOLDER (config hash h, seed 0)' or 'seed 0 is counted from FOLDER
+        (config hash h there, g here)'; FOLDER is the counted run's path."""
+        hash_here, hash_there = (r.summary.get("config_hash") for r in (self.run, self.counted))
+        if self.same_run and hash_here is not None:
+            return f"config hash {hash_here}, seed {self.run.seed}"
+        if hash_here == hash_there:
+            return f"seed {self.run.seed}, no config hash recorded"
+        return f"seed {self.run.seed}, config hash {hash_here} here, {hash_there} there"
+
+
+# Which copy of a seed a variant counts: a completed run, else a diverged one (a result about
+# the net), else the first by path
+STATUS_ORDER = {"completed": 0, "diverged": 1}
+
+
+@dataclass
 class Variant:
     dataset: str
     recipe: str
     name: str
-    runs: list[Run] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)  # one per seed (see the module docstring)
+    duplicates: list[Duplicate] = field(default_factory=list)  # folders not counted
 
     @property
     def label(self) -> str:
@@ -245,6 +293,8 @@ def recipe_of(run: Run) -> dict[str, Any]:
         if key.startswith("data.synthetic.") and run.config.get("data.name") != "synthetic":
             continue
         keep[key] = val
+    if run.precision is not None:  # "auto" resolves by machine: bf16 and fp32 are not averaged
+        keep["trainer.precision"] = run.precision
     return keep
 
 
@@ -259,7 +309,21 @@ def group_runs(runs: list[Run]) -> list[Variant]:
     for run in runs:
         key = (run.dataset, run.recipe, run.name)
         variants.setdefault(key, Variant(*key)).runs.append(run)
+    for variant in variants.values():
+        _count_each_seed_once(variant)
     return sorted(variants.values(), key=_variant_order)
+
+
+def _count_each_seed_once(variant: Variant) -> None:
+    by_seed: dict[Any, list[Run]] = {}
+    for run in sorted(variant.runs, key=lambda r: str(r.path)):
+        key = run.seed if run.seed is not None else id(run)  # no seed: nothing to match
+        by_seed.setdefault(key, []).append(run)
+    variant.runs, variant.duplicates = [], []
+    for copies in by_seed.values():
+        counted = min(copies, key=lambda r: STATUS_ORDER.get(r.status, 2))
+        variant.runs.append(counted)
+        variant.duplicates += [Duplicate(r, counted) for r in copies if r is not counted]
 
 
 def _label_recipes(runs: list[Run]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from degradation.report.document import Table
 from degradation.report.paper import PAPER, PAPER_DATASET, SOURCES
-from degradation.report.runs import Run, Unreadable, Variant
+from degradation.report.runs import Duplicate, Run, Unreadable, Variant
 from degradation.report.stats import Stat, describe, p_text, percent
 
 ERROR_COLUMNS = {
@@ -35,6 +35,7 @@ def variant_numbers(v: Variant) -> dict[str, Any]:
         "depth": v.depth,
         "skip": v.skip,
         "runs": len(v.runs),
+        "duplicates": len(v.duplicates),  # folders of a seed already counted: not in `runs`
         "n": len(used),
         "seeds": sorted(r.seed for r in used),
         "excluded": dict(Counter(r.status for r in v.runs if not r.usable)),
@@ -89,13 +90,12 @@ def variants_table(numbers: list[dict]) -> Table:
         "FLOPs: forward, per image. Steps, wall time and throughput: means over completed runs.",
         "Diverged and failed runs are not in the means: see 'Runs not in the means'.",
     ]
-    repeated = [
-        f"{v['variant']} (seeds {', '.join(map(str, sorted(set(v['seeds']))))})"
-        for v in numbers
-        if len(set(v["seeds"])) < len(v["seeds"])
-    ]
+    repeated = [f"{v['variant']} ({v['duplicates']})" for v in numbers if v["duplicates"]]
     if repeated:
-        notes.append("The same seed appears more than once for: " + "; ".join(repeated) + ".")
+        notes.append(
+            "Each seed counted once; duplicate run folders left out (see 'Runs not in the "
+            "means'): " + "; ".join(repeated) + "."
+        )
     columns = ["Variant", "Dataset", "n", "Seeds", *(c for c, _ in ERROR_COLUMNS.values())]
     columns += ["Params", "FLOPs", "Steps", "Wall time (s)", "Throughput (img/s)"]
     columns += ["Not in means"]
@@ -106,25 +106,27 @@ def _signed(x: float | None) -> str:
     return "—" if x is None else f"{x:+.2f}"
 
 
+def _bound(c: dict) -> str:
+    if c["bound_pp"] is None:
+        return "—"
+    return f"{'≥' if c['alternative'] == 'greater' else '≤'} {c['bound_pp']:+.2f}"
+
+
 def comparisons_table(verdicts: list[dict]) -> Table | None:
-    """One row per comparison the verdict makes (in report.json: verdict[].comparisons)."""
+    """One row per test the verdict makes (in report.json: verdict[].comparisons)."""
     rows = []
     for verdict in verdicts:
         for c in verdict["comparisons"]:
-            ci = (
-                "—"
-                if c["ci_low_pp"] is None
-                else f"{c['ci_low_pp']:+.2f} to {c['ci_high_pp']:+.2f}"
-            )
             lost = "; ".join(f"{r['variant']}: {r['losses']}" for r in c["runs"] if r["losses"])
             rows.append(
                 [
                     verdict["study"],
                     c["claim"],
                     _signed(c["difference_pp"]),
-                    ci,
+                    _bound(c),
                     p_text(c["p_one_sided"]),
-                    f"{c['n_first']}, {c['n_second']}",
+                    p_text(c["p_holm"]),
+                    ", ".join(map(str, c["n"])),
                     c["evidence"],
                     lost or "—",
                 ]
@@ -132,23 +134,25 @@ def comparisons_table(verdicts: list[dict]) -> Table | None:
     if not rows:
         return None
     alpha = verdicts[0]["alpha"]
+    level = f"{100 * (1 - alpha):.0f} %"
     notes = [
         "Claims on the mean final training error over each variant's seeds that trained. "
-        "Difference = first − second variant of the claim, in percentage points; 95 % CI "
-        "two-sided, Welch–Satterthwaite. p: one-sided Welch t-test in the claim's direction "
-        f"(Welch 1947; scipy.stats.ttest_ind, equal_var=False); alpha = {alpha}.",
-        f"Evidence: established = n ≥ {verdicts[0]['min_seeds']} seeds a side and p < {alpha}; "
-        "suggestive = n ≥ 2 a side, fewer on one; single seed = one run on a side (no CI or "
-        "test); qualitative = one side failed to train (every seed diverged), so no test; "
-        "otherwise not established, with the reason.",
-        "A claim 'A − B below x pp' asks whether the skip net's change with depth is below the "
-        "plain nets' (x: the lower end of their CI, or their difference where it has none).",
+        "Difference = first − second variant of the claim, in percentage points; bound: its "
+        f"one-sided {level} confidence bound, on the side the test claims. p: one-sided Welch "
+        f"t-test (Welch 1947; scipy.stats.ttest_ind, equal_var=False); alpha = {alpha:g}.",
+        "'A − B below m pp': non-inferiority, the test of 'removed' (m: the margin). "
+        "'(P2 − P1) − (S2 − S1) above 0': the difference in differences, the test of "
+        "'reduced' (Welch's test of a four-mean contrast, Satterthwaite 1946 df).",
+        "Holm p: adjusted over the family of every test of the study (Holm 1979).",
+        "Evidence: established = p < alpha; underpowered = too few seeds for any exact "
+        "permutation test to reach alpha; single seed = one run on a side (no test); "
+        "qualitative = a side failed to train (every seed diverged), so no test.",
         "Diverged and failed runs are not in the test; the last column lists them. Where the "
         "claimed-lower side lost seeds to divergence, the test saw only survivors and is not "
         "counted.",
     ]
-    columns = ["Study", "Claim", "Difference (pp)", "95 % CI (pp)", "One-sided p", "n"]
-    columns += ["Evidence", "Runs not in the test"]
+    columns = ["Study", "Claim", "Difference (pp)", f"One-sided {level} bound (pp)"]
+    columns += ["One-sided p", "Holm p", "n", "Evidence", "Runs not in the test"]
     return Table(columns, rows, caption="Comparisons", notes=notes)
 
 
@@ -209,11 +213,22 @@ def relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def excluded_table(runs: list[Run], root: Path) -> Table | None:
+def duplicate_reason(d: Duplicate, root: Path) -> str:
+    """'the same run as FOLDER (config hash h, seed 0)' or 'seed 0 counted from FOLDER (...)'."""
+    counted = relative(d.counted.path, root)
+    what = f"the same run as {counted}" if d.same_run else f"its seed counted from {counted}"
+    return f"{what} ({d.why})"
+
+
+def excluded_table(runs: list[Run], duplicates: list[Duplicate], root: Path) -> Table | None:
+    """Runs left out of the means: not completed, or a duplicate of a counted seed."""
     left = [r for r in runs if not r.usable]
-    if not left:
+    if not left and not duplicates:
         return None
     rows = [[relative(r.path, root), r.variant, str(r.seed), r.status, r.reason] for r in left]
+    for d in duplicates:
+        rows.append([relative(d.run.path, root), d.run.variant, str(d.run.seed), "duplicate",
+                     duplicate_reason(d, root)])  # fmt: skip
     return Table(
         ["Run folder", "Variant", "Seed", "Status", "Reason"],
         rows,
@@ -230,7 +245,8 @@ def unreadable_table(unreadable: list[Unreadable], root: Path) -> Table:
     )
 
 
-def runs_table(runs: list[Run], root: Path) -> Table:
+def runs_table(runs: list[Run], root: Path, duplicates: set[Path] = frozenset()) -> Table:
+    """Every run folder; a duplicate's status says it is not counted."""
     rows = []
     for r in runs:
         rows.append(
@@ -238,7 +254,7 @@ def runs_table(runs: list[Run], root: Path) -> Table:
                 relative(r.path, root),
                 r.variant,
                 str(r.seed),
-                r.status,
+                r.status + (" (duplicate, not counted)" if r.path in duplicates else ""),
                 _count(r.summary.get("steps")),
                 percent(describe([r.final("train_error")])),
                 percent(describe([r.final("test_error")])),
