@@ -32,6 +32,23 @@ def test_synthetic_is_deterministic_cifar_shaped_and_balanced_enough():
     assert 40 < a.train_images.float().std() < 90
 
 
+# sha of the default embedded data as published before `tint` existed: tint 0 keeps it
+DEFAULT_SYNTHETIC_CHECKSUM_PREFIX = "1ed398eedb4dae12"
+
+
+def test_tint_zero_keeps_the_published_bytes_and_tint_colours_each_class():
+    assert make_synthetic(SyntheticConfig()).checksum.startswith(DEFAULT_SYNTHETIC_CHECKSUM_PREFIX)
+    plain, tinted = make_synthetic(small_synthetic()), make_synthetic(small_synthetic(tint=0.3))
+    assert tinted.checksum != plain.checksum
+    assert torch.equal(plain.train_labels, tinted.train_labels)  # same draws, colour added
+    shift = (tinted.train_images.float() - plain.train_images.float()).mean(dim=(2, 3))
+    for k in range(10):  # one colour per class, the same for every image of it
+        per_image = shift[plain.train_labels == k]
+        assert (per_image.std(dim=0) < 6).all()  # only clipping at 0/255 varies it
+    per_class = torch.stack([shift[plain.train_labels == k].mean(0) for k in range(10)])
+    assert per_class.std(dim=0).min() > 3  # classes differ in colour (pixels: 0.3 * 64 scale)
+
+
 def test_split_is_disjoint_seeded_and_stable():
     train, val = split_train_val(1000, 100, split_seed=0)
     assert len(train) == 900 and len(val) == 100

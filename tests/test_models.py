@@ -155,9 +155,10 @@ def test_plain_net_has_no_shortcut_module_anywhere():
 def test_zero_init_residual_block_starts_as_its_shortcut():
     torch.manual_seed(0)
     model = build_model(20, "add", "zero_pad", zero_init_residual=True)
-    down = model.stages[1][0]  # 16 -> 32, stride 2, zero-pad shortcut
+    down = model.stages[1][0]  # 16 -> 32, stride 2, zero-pad shortcut: 8 + 16 + 8 channels
     x = torch.randn(4, 16, 16, 16)
-    torch.testing.assert_close(down(x), torch.relu(down.merge.shortcut(x)))
+    carried = slice(8, 24)
+    torch.testing.assert_close(down(x)[:, carried], torch.relu(down.merge.shortcut(x))[:, carried])
     same = model.stages[0][1]  # identity shortcut
     x = torch.rand(4, 16, 16, 16)  # x >= 0, as after a ReLU
     torch.testing.assert_close(same(x), x)
@@ -166,6 +167,33 @@ def test_zero_init_residual_block_starts_as_its_shortcut():
     projected = build_model(20, "add", "projection", zero_init_residual=True).stages[2][0]
     x = torch.randn(4, 32, 16, 16)
     torch.testing.assert_close(projected(x), torch.relu(projected.merge.shortcut(x)))
+
+
+def test_zero_init_leaves_option_a_zero_filled_channels_alive():
+    # gamma 0 on a channel the zero-pad shortcut fills with zeros makes the block output
+    # ReLU(0) there, whose gradient is 0: the channel could never train
+    torch.manual_seed(0)
+    model = build_model(56, "add", "zero_pad", zero_init_residual=True)
+    gamma = model.stages[2][0].branch.bn2.weight  # 32 -> 64: channels 16..47 carried
+    assert gamma[16:48].abs().max() == 0
+    assert (gamma[:16] == 1).all() and (gamma[48:] == 1).all()
+    x = torch.randn(8, 3, 32, 32)
+    model.train()
+    out = model.stages[2](model.stages[1](model.stages[0](model.stem(x))))
+    alive = (out > 0).flatten(2).any(-1).any(0)  # per channel: any positive unit
+    assert alive.all(), f"dead channels: {(~alive).nonzero().flatten().tolist()}"
+    model(x).sum().backward()
+    assert (gamma.grad[:16] != 0).all() and (gamma.grad[48:] != 0).all()
+
+
+def test_zero_init_residual_does_not_apply_to_a_plain_net():
+    torch.manual_seed(0)
+    plain = build_model(20, "none", zero_init_residual=True)
+    torch.manual_seed(0)
+    default = build_model(20, "none")
+    assert plain.arch == default.arch and plain.arch["zero_init_residual"] is False
+    for a, b in zip(plain.state_dict().values(), default.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_zero_init_preact_block_is_the_identity():
@@ -308,10 +336,6 @@ def test_str_enum_members_are_accepted():
         ({"width": 0}, ["width=0", ">= 1"]),
         ({"num_classes": 0}, ["num_classes=0", ">= 1"]),
         ({"in_channels": -1}, ["in_channels=-1", ">= 1"]),
-        (
-            {"skip": "none", "zero_init_residual": True},
-            ["zero_init_residual=True", "skip='none'", "add, concat"],
-        ),
         ({"shortcut": None}, ["shortcut=None", "zero_pad, projection"]),
     ],
 )

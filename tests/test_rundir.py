@@ -28,6 +28,8 @@ CHANGED = {
     "checkpoint_every": "9",
     "data.root": "/somewhere",
     "data.download": "true",
+    "verdict.margin_pp": "3.5",
+    "verdict.alpha": "0.01",
     "data.num_workers": "2",
 }
 
@@ -57,6 +59,16 @@ def test_a_non_defining_key_changes_neither_the_folder_nor_the_hash(key):
 def test_a_defining_key_changes_both():
     assert run_dir_name(["depth=56", "optim.lr=0.05"]) == "depth=56,optim.lr=0.05"
     assert config_hash(composed("depth=56", "optim.lr=0.05")) != config_hash(composed("depth=56"))
+
+
+def test_a_plain_net_hashes_the_same_whatever_shortcut_or_zero_init_it_is_given():
+    plain = config_hash(composed("skip=none"))
+    assert config_hash(composed("skip=none", "shortcut=projection")) == plain
+    assert config_hash(composed("skip=none", "zero_init_residual=true")) == plain
+    # for a residual net both change what it computes
+    residual = config_hash(composed("skip=add"))
+    assert config_hash(composed("skip=add", "shortcut=projection")) != residual
+    assert config_hash(composed("skip=add", "zero_init_residual=true")) != residual
 
 
 def test_names_follow_hydras_override_dirname_so_old_folders_are_found():

@@ -12,6 +12,7 @@ import torch
 from conftest import run_cli, summaries
 from omegaconf import OmegaConf
 
+from degradation import speed as speed_module
 from degradation.config import RunConfig
 from degradation.data.augment import random_crop_flip
 from degradation.data.loaders import (
@@ -36,10 +37,64 @@ def config(**overrides):
 # --- what `auto` means ------------------------------------------------------------------------
 
 
-def test_auto_is_fp32_eager_on_the_cpu():
-    speed = resolve_speed(config(**{"trainer.accelerator": "cpu"}))
-    assert (speed.precision, speed.compile, speed.channels_last) == ("32-true", "none", False)
-    assert speed.benchmark is None and not speed.cuda and not speed.fused_sgd
+AMX_CPU = "fpu vme sse sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8"
+AVX2_CPU = "fpu vme sse sse2 avx avx2 fma"  # e.g. an AMD EPYC before Zen 4
+
+
+def fake_cpu(monkeypatch, tmp_path, flags: str | None) -> None:
+    """Pretend the CPU reports `flags` in /proc/cpuinfo (None: no cpuinfo at all)."""
+    cpuinfo = tmp_path / "cpuinfo"
+    if flags is not None:
+        cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: {flags}\n\n")
+    monkeypatch.setattr(speed_module, "CPUINFO", cpuinfo)
+    monkeypatch.setattr(speed_module.sys, "platform", "linux")
+    speed_module.cpu_flags.cache_clear()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cpu_flags():
+    speed_module.cpu_flags.cache_clear()
+    yield
+    speed_module.cpu_flags.cache_clear()
+
+
+def test_auto_is_fp32_eager_on_a_cpu_without_native_bf16(monkeypatch, tmp_path):
+    for flags in (AVX2_CPU, "avx512f avx512bw", None):
+        fake_cpu(monkeypatch, tmp_path, flags)
+        speed = resolve_speed(config(**{"trainer.accelerator": "cpu"}))
+        assert (speed.precision, speed.compile, speed.channels_last) == ("32-true", "none", False)
+        assert speed.benchmark is None and not speed.cuda and not speed.fused_sgd
+        no_bf16 = "auto on CPU: the CPU has no native bf16 (no amx_bf16 or avx512_bf16)"
+        assert speed.reason == no_bf16
+
+
+def test_auto_is_bf16_channels_last_on_a_cpu_with_native_bf16(monkeypatch, tmp_path):
+    fake_cpu(monkeypatch, tmp_path, AMX_CPU)
+    speed = resolve_speed(config())  # accelerator auto, no GPU: the CPU
+    assert (speed.precision, speed.channels_last, speed.compile) == ("bf16-mixed", True, "none")
+    assert speed.reason == "auto on CPU: the CPU has native bf16 (amx_bf16, avx512_bf16)"
+    assert not speed.fused_sgd and not speed.cuda
+    fake_cpu(monkeypatch, tmp_path, "avx2 avx512f avx512_bf16")  # AMD Zen 4: no AMX
+    assert resolve_speed(config()).precision == "bf16-mixed"
+    # an explicit setting wins, and says so
+    pinned = resolve_speed(config(**{"trainer.precision": "32-true", "channels_last": False}))
+    assert (pinned.precision, pinned.channels_last) == ("32-true", False)
+    assert pinned.reason == "set: trainer.precision=32-true"
+
+
+def test_paper_cifar10_pins_fp32_on_any_cpu(monkeypatch, tmp_path):
+    from hydra import compose, initialize_config_module
+
+    from degradation.run import register
+
+    register()
+    fake_cpu(monkeypatch, tmp_path, AMX_CPU)
+    with initialize_config_module(config_module="degradation.conf", version_base="1.3"):
+        paper = compose("config", overrides=["experiment=paper_cifar10"])
+        demo = compose("config", overrides=["experiment=demo"])
+    assert resolve_speed(paper).precision == "32-true"
+    assert resolve_speed(demo).precision == "bf16-mixed"
 
 
 def test_auto_is_the_fast_path_on_cuda(monkeypatch):
@@ -53,6 +108,45 @@ def test_auto_is_the_fast_path_on_cuda(monkeypatch):
     assert resolve_speed(config()).precision == "32-true"
     # deterministic runs keep cuDNN's choice deterministic
     assert resolve_speed(config(**{"trainer.deterministic": True})).benchmark is None
+
+
+def test_a_run_records_the_precision_its_cpu_chose_and_why(out):
+    # a subprocess reads this machine's real /proc/cpuinfo: the record must match it
+    result = run_cli(*STEPS, "trainer.max_steps=2", f"output_root={out}", cwd=out.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ((_, summary),) = summaries(out).items()
+    native = speed_module.native_bf16_flags()
+    expected = "bf16-mixed" if native else "32-true"
+    assert summary["speed"]["precision"] == expected
+    assert summary["speed"]["reason"].startswith("auto on CPU: the CPU has")
+    assert f"[speed] precision {expected} (auto on CPU" in result.stdout
+    fp32 = run_cli(*STEPS, "trainer.max_steps=2", "trainer.precision=32-true",
+                   f"output_root={out / 'fp32'}", cwd=out.parent)  # fmt: skip
+    assert fp32.returncode == 0, fp32.stderr[-3000:]
+    ((_, pinned),) = summaries(out / "fp32").items()
+    assert pinned["speed"]["precision"] == "32-true"
+    assert pinned["speed"]["reason"] == "set: trainer.precision=32-true"
+
+
+def test_bf16_mixed_on_a_cpu_trains_and_lands_near_fp32(out):
+    # bf16 autocast runs on any CPU (emulated where not native): the fast path's numerics
+    base = [*STEPS, "trainer.max_steps=30", "log_every=5", "depth=14", "data.batch_size=32"]
+    losses = {}
+    for precision in ("32-true", "bf16-mixed"):
+        root = out / precision
+        result = run_cli(*base, f"trainer.precision={precision}", f"output_root={root}",
+                         cwd=out.parent)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        ((run_dir, summary),) = summaries(root).items()
+        assert summary["status"] == "completed"
+        assert summary["speed"]["precision"] == precision
+        losses[precision] = step_losses(run_dir)
+    fp32, bf16 = losses["32-true"], losses["bf16-mixed"]
+    assert all(math.isfinite(x) for x in bf16)
+    assert bf16[-1] < bf16[0]  # it trains
+    # the first window is before training has amplified bf16's rounding; the last lands near
+    assert bf16[0] == pytest.approx(fp32[0], rel=2e-2)
+    assert bf16[-1] == pytest.approx(fp32[-1], abs=0.25)
 
 
 def test_explicit_speed_settings_are_kept(monkeypatch):

@@ -162,6 +162,7 @@ class SyntheticConfig:
     channels: int = checked(3, POSITIVE)
     noise: float = checked(0.6, NON_NEGATIVE)
     distractor: float = checked(0.7, NON_NEGATIVE)
+    tint: float = checked(0.0, NON_NEGATIVE)  # class colour offset (data/synthetic.py)
 
 
 @dataclass
@@ -273,6 +274,21 @@ class LoggerConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
+# a test's level: 0 and 1 would make every claim fail or hold whatever the runs show
+ALPHA = Rule("it must be in (0, 1)", lambda v: 0 < v < 1)
+
+
+@dataclass
+class VerdictConfig:
+    """How the report judges these runs (docs/reports.md), fixed with the runs, before their
+    results exist: recorded in each run's .hydra/config.yaml, read back by the report."""
+
+    # non-inferiority margin of "skips removed the degradation": the deeper skip net may end
+    # at most this many percentage points above the shallower one
+    margin_pp: float = checked(2.0, POSITIVE)
+    alpha: float = checked(0.05, ALPHA)  # level of every one-sided test of the verdict
+
+
 @dataclass
 class RunConfig:
     # architecture
@@ -308,6 +324,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    verdict: VerdictConfig = field(default_factory=VerdictConfig)
 
 
 # Where and how a run is written, logged, launched or sped up, not what it computes: left out
@@ -327,6 +344,7 @@ NON_DEFINING_KEYS = (
     "data.root",  # where the files live: the data checksum identifies the data
     "data.download",
     "data.num_workers",
+    "verdict",  # how the report judges the runs, not what they compute
 )
 
 

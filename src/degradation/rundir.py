@@ -124,8 +124,12 @@ def run_dir_name(overrides: Iterable[str]) -> str:
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """Identifies what a run computes: its resolved config less NON_DEFINING_KEYS."""
+    """Identifies what a run computes: its resolved config less NON_DEFINING_KEYS, and for a
+    plain net less the shortcut and zero_init_residual, which it ignores (models/build.py)."""
     data = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    if data.get("skip") == "none":
+        data.pop("shortcut", None)
+        data.pop("zero_init_residual", None)
     for key in NON_DEFINING_KEYS:
         *parents, leaf = key.split(".")
         node = data

@@ -4,8 +4,13 @@
 `torch.compile(mode="reduce-overhead")`, whose CUDA graphs replay a whole step with one launch
 (a small CIFAR net's eager step is bound by kernel launches: docs/benchmarks.md), and SGD's
 fused kernel (weight decay, momentum and update of all of ResNet-56's 167 parameter tensors in one
-pass instead of several multi-tensor passes). Elsewhere fp32 eager with torch's default SGD,
-which is what a CPU runs fastest, and exactly. Every option can be set by hand:
+pass instead of several multi-tensor passes). On a CPU that reports native bf16 (the `amx_bf16`
+or `avx512_bf16` flag: Intel Sapphire Rapids and later, AMD Zen 4 and later): bf16-mixed and
+channels_last, measured 2.4x fp32 eager for ResNet-56 on AMX (docs/benchmarks.md). On any other
+CPU fp32 eager, where bf16 autocast is emulated and slower. Eager on every CPU: torch.compile's
+minutes of compilation do not pay back within a CPU run's length (docs/benchmarks.md). The
+choice and its reason are printed once and recorded in summary.json. Every option can be set by
+hand:
 `trainer.precision`, `compile` (none / default / reduce-overhead / max-autotune),
 `channels_last` and `fused_sgd`; `trainer.benchmark` (cudnn.benchmark) null means on under
 CUDA. The model is compiled in place (`nn.Module.compile`): its state_dict keys, checkpoints
@@ -14,7 +19,10 @@ and pickles are those of the eager model.
 
 from __future__ import annotations
 
+import functools
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -23,6 +31,9 @@ from torch import nn
 from degradation.choices import value
 
 CUDA_ACCELERATORS = ("cuda", "gpu")
+# the CPU flags (Linux /proc/cpuinfo names) that mean bf16 matrix math in hardware
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+CPUINFO = Path("/proc/cpuinfo")
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,30 @@ class Speed:
     fused_sgd: bool  # torch.optim.SGD(fused=True): the whole update in one pass
     benchmark: bool | None  # cudnn.benchmark, as lightning.Trainer takes it
     cuda: bool
+    reason: str = ""  # why the precision is what it is, in words (summary.json speed.reason)
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's reported feature flags (Linux's /proc/cpuinfo); empty where not reported,
+    e.g. on macOS or Windows, which then gets fp32 (the safe choice)."""
+    if not sys.platform.startswith("linux"):
+        return frozenset()
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
+def native_bf16_flags() -> list[str]:
+    """Which of NATIVE_BF16_FLAGS this CPU reports: from its reported capabilities only, so the
+    same machine always makes the same choice."""
+    flags = cpu_flags()
+    return [f for f in NATIVE_BF16_FLAGS if f in flags]
 
 
 def uses_cuda(accelerator: str) -> bool:
@@ -46,20 +81,32 @@ def resolve_speed(cfg: DictConfig) -> Speed:
     """The run's speed settings with every `auto`/null decided for its accelerator."""
     cuda = uses_cuda(str(cfg.trainer.accelerator))
     precision = str(cfg.trainer.precision)
-    if precision == "auto":
+    bf16_flags = [] if cuda else native_bf16_flags()
+    if precision != "auto":
+        reason = f"set: trainer.precision={precision}"
+    elif cuda:
         # bf16, not fp16: bf16 keeps fp32's exponent range, so the large activations and
         # losses of deep plain nets cannot overflow to inf/NaN as they can in fp16
-        bf16 = cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         precision = "bf16-mixed" if bf16 else "32-true"
+        reason = "auto on CUDA: " + ("the GPU supports bf16" if bf16 else "the GPU lacks bf16")
+    elif bf16_flags:
+        precision = "bf16-mixed"
+        reason = f"auto on CPU: the CPU has native bf16 ({', '.join(bf16_flags)})"
+    else:
+        precision = "32-true"
+        reason = f"auto on CPU: the CPU has no native bf16 (no {' or '.join(NATIVE_BF16_FLAGS)})"
     mode = value(cfg.compile)
     if mode == "auto":
         mode = "reduce-overhead" if cuda else "none"
-    channels_last = cuda if cfg.channels_last is None else bool(cfg.channels_last)
+    # on a CPU channels_last pays only with bf16 (AMX/oneDNN kernels prefer it): same rule
+    fast = cuda or bool(bf16_flags)
+    channels_last = fast if cfg.channels_last is None else bool(cfg.channels_last)
     fused_sgd = cuda if cfg.fused_sgd is None else bool(cfg.fused_sgd)
     benchmark = cfg.trainer.benchmark
     if benchmark is None and cuda and not cfg.trainer.deterministic:
         benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
-    return Speed(precision, mode, channels_last, fused_sgd, benchmark, cuda)
+    return Speed(precision, mode, channels_last, fused_sgd, benchmark, cuda, reason)
 
 
 def prepare_model(model: nn.Module, speed: Speed) -> nn.Module:

@@ -215,6 +215,8 @@ def _run(
         )
         speed = resolve_speed(cfg)  # `auto` precision, compile, cudnn benchmark for the device
         summary["speed"] = {k: v for k, v in vars(speed).items() if k != "cuda"}
+        if is_global_zero() and plan.checkpoint is None:
+            print(f"[speed] precision {speed.precision} ({speed.reason})")
         prepare_model(model, speed)  # channels_last, torch.compile (in place)
         module = Classifier(model, cfg.optim, fused_sgd=speed.fused_sgd)
         callbacks = _Callbacks(cfg, run_dir, run_hash, speed, plan, data, interruption)

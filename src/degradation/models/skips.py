@@ -14,9 +14,18 @@ from torch import nn
 
 from degradation.choices import check_choice
 
-from .shortcuts import make_shortcut
+from .shortcuts import ZeroPadShortcut, make_shortcut
 
 SKIPS = ("none", "add", "concat")
+
+
+def carried_channels(merge: nn.Module, out_ch: int) -> slice:
+    """The output channels a block's shortcut carries: all of them, except under option A
+    (zero_pad), whose new channels are zero on the shortcut and carry only the branch."""
+    shortcut = getattr(merge, "shortcut", None)
+    if isinstance(shortcut, ZeroPadShortcut):
+        return slice(shortcut.pad_before, shortcut.pad_before + shortcut.in_ch)
+    return slice(0, out_ch)
 
 
 class NoSkip(nn.Module):
