@@ -14,10 +14,11 @@ import pytest
 import torch
 from conftest import REPO
 
-from degradation.bench import main, run_minutes, sweep_minutes
+from degradation.bench import CPU_OPTIONS, main, run_minutes, sweep_minutes
+from degradation.speed import native_bf16_flags
 
 TINY = ["--device", "cpu", "--steps", "2", "--warmup", "1", "--batch", "16"]
-TINY += ["--workers", "0", "--train-size", "128"]
+TINY += ["--workers", "0", "--train-size", "128", "--no-options"]
 
 
 def bench_cli(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -41,14 +42,40 @@ def test_bench_times_baseline_and_framework_for_each_model(tmp_path):
         assert r["baseline_img_s"] > 0 and r["framework_img_s"] > 0
         assert r["ratio"] == pytest.approx(r["framework_img_s"] / r["baseline_img_s"])
         assert r["baseline_img_s_by_workers"] == {"0": r["baseline_img_s"]}
-        # the CPU default path: fp32 eager
-        assert (r["precision"], r["compile"], r["channels_last"]) == ("32-true", "none", False)
+        # the CPU default path: bf16 + channels_last where the CPU has native bf16, else fp32
+        fast = bool(native_bf16_flags())
+        expected = ("bf16-mixed" if fast else "32-true", "none", fast)
+        assert (r["precision"], r["compile"], r["channels_last"]) == expected
+        assert r["cpu_bf16_flags"] == native_bf16_flags() and r["image_size"] == 32
         assert r["run_64k_min"] == pytest.approx(64000 * 128 / r["framework_img_s"] / 60)
         assert r["pack"] == 1 and r["packed_img_s"] is None
         assert r["torch"] == torch.__version__ and r["cpus"] >= 1 and r["date"]
     table = result.stdout[result.stdout.index("baseline img/s") :]
     assert "resnet-8" in table and "resnet-14" in table and "b/a" in table
     assert "canonical sweep" not in result.stdout  # projected on a GPU only
+
+
+def test_bench_on_a_cpu_times_each_speed_option_against_fp32_eager(tmp_path):
+    out = tmp_path / "bench.json"
+    tiny = [a for a in TINY if a != "--no-options"]
+    args = [*tiny, "--models", "8", "--image-size", "16", "--json", str(out)]
+    result = bench_cli(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record,) = json.loads(out.read_text())
+    assert record["image_size"] == 16
+    options = record["options"]
+    assert list(options) == list(CPU_OPTIONS)
+    assert options["fp32 eager"]["vs_fp32_eager"] == 1.0
+    for label, o in options.items():
+        assert o["img_s"] > 0 and o["warmup_s"] > 0
+        assert o["vs_fp32_eager"] == pytest.approx(o["img_s"] / options["fp32 eager"]["img_s"])
+        assert o["trainer.precision"] == CPU_OPTIONS[label]["trainer.precision"]
+    compiled = options["fp32 + torch.compile"]
+    assert "compile_extra_s" in compiled and "break_even_steps" in compiled
+    table = result.stdout[result.stdout.index("CPU speed options") :]
+    for label in CPU_OPTIONS:
+        assert label in table
+    assert "native bf16:" in table and "torch.compile's warm-up takes" in table
 
 
 def test_bench_pack_sums_concurrent_framework_loops(tmp_path):
@@ -90,6 +117,7 @@ def test_bench_fuse_steps_members_together_and_sums_their_images(tmp_path, monke
         (["--models", "twenty"], "--models twenty: expected comma-separated integers"),
         (["--steps", "0"], "--steps 0: must be >= 1"),
         (["--fuse", "0"], "--fuse 0: must be >= 1"),
+        (["--image-size", "4"], "--image-size 4: must be >= 8"),
         (["--workers", "-1"], "--workers -1: expected comma-separated integers >= 0"),
         (["--train-size", "10", "--batch", "16"], "--train-size 10: smaller than --batch 16"),
     ],

@@ -78,8 +78,8 @@ def test_auto_is_bf16_channels_last_on_a_cpu_with_native_bf16(monkeypatch, tmp_p
     fake_cpu(monkeypatch, tmp_path, "avx2 avx512f avx512_bf16")  # AMD Zen 4: no AMX
     assert resolve_speed(config()).precision == "bf16-mixed"
     # an explicit setting wins, and says so
-    pinned = resolve_speed(config(**{"trainer.precision": "32-true", "channels_last": False}))
-    assert (pinned.precision, pinned.channels_last) == ("32-true", False)
+    pinned = resolve_speed(config(**{"trainer.precision": "32-true"}))
+    assert (pinned.precision, pinned.channels_last) == ("32-true", False)  # fp32: plain
     assert pinned.reason == "set: trainer.precision=32-true"
 
 
@@ -184,9 +184,10 @@ def step_losses(run_dir) -> list[float]:
 def test_channels_last_and_compile_give_the_losses_of_eager_fp32(out):
     runs = {}
     options = ("channels_last=true", "compile=default", "fused_sgd=true")
+    fp32 = "trainer.precision=32-true"  # `auto` is bf16 on a CPU with native bf16
     for option in ("compile=none", *options):
         root = out / option.replace("=", "-")  # '=' would end Hydra's value
-        result = run_cli(*STEPS, option, f"output_root={root}", cwd=out.parent)
+        result = run_cli(*STEPS, fp32, option, f"output_root={root}", cwd=out.parent)
         assert result.returncode == 0, result.stderr[-3000:]
         ((run_dir, summary),) = summaries(root).items()
         assert summary["status"] == "completed"

@@ -1,7 +1,8 @@
 """Throughput benchmark: the common recipe's training loop against the framework's step.
 
     python -m degradation.bench [--models 20,56,110] [--steps N] [--warmup N] [--batch 128]
-        [--device auto|cpu|cuda] [--workers N[,N...]] [--pack K] [--fuse K] [--json PATH]
+        [--image-size 32] [--device auto|cpu|cuda] [--workers N[,N...]] [--pack K] [--fuse K]
+        [--no-options] [--json PATH]
 
 In one process, on the same in-memory synthetic CIFAR-shaped uint8 images (nothing
 downloads), for each ResNet depth it times
@@ -13,6 +14,11 @@ downloads), for each ResNet depth it times
     module and a `lightning.Trainer` with the device's default fast path (`speed.py`; on CUDA
     the GPU-resident data, bf16-mixed, channels_last, CUDA graphs), with a real run's metric
     windows and per-step lr logging (no checkpoints, no validation).
+
+On a CPU it also times the framework's step under each speed option (`CPU_OPTIONS`: fp32
+eager, channels_last, bf16 autocast, both, torch.compile), as ratios to fp32 eager in the same
+process, with the CPU's bf16 flags and torch.compile's warm-up time (the break-even run length
+that pays for it); `--no-options` skips them.
 
 Each loop runs `warmup` steps (compilation, worker start-up, cuDNN autotuning), then times
 `steps` steps, synchronising the GPU only at the two ends of the timed window. The ratio is
@@ -58,17 +64,34 @@ from degradation.distributed import resolve_device
 from degradation.errors import CommandLineParser, UserError
 from degradation.models import build_model, pack_models
 from degradation.module import Classifier
-from degradation.speed import prepare_model, resolve_speed
+from degradation.speed import native_bf16_flags, prepare_model, resolve_speed
 
 CANONICAL_STEPS, CANONICAL_BATCH = 64000, 128  # He et al. 2015, Sec. 4.2
 CANONICAL_DEPTHS = (20, 56, 110)  # x plain/residual: 6 runs
 BARRIER_TIMEOUT_S = 900
 
 
-def bench_config(depth: int, batch: int, device: str, train_size: int) -> DictConfig:
+# The CPU's speed options, each timed through the framework's step (bench --device cpu)
+CPU_OPTIONS = {
+    "fp32 eager": {"trainer.precision": "32-true", "channels_last": False, "compile": "none"},
+    "fp32 + channels_last": {"trainer.precision": "32-true", "channels_last": True,
+                             "compile": "none"},
+    "bf16 autocast": {"trainer.precision": "bf16-mixed", "channels_last": False,
+                      "compile": "none"},
+    "bf16 + channels_last": {"trainer.precision": "bf16-mixed", "channels_last": True,
+                             "compile": "none"},
+    "fp32 + torch.compile": {"trainer.precision": "32-true", "channels_last": False,
+                             "compile": "default"},
+}  # fmt: skip
+
+
+def bench_config(
+    depth: int, batch: int, device: str, train_size: int, image_size: int = 32
+) -> DictConfig:
     """A run's config (schema defaults) for the benchmark's model and synthetic data."""
     cfg = OmegaConf.structured(RunConfig)
     cfg.depth = depth
+    cfg.data.synthetic.image_size = image_size
     cfg.trainer.accelerator = device
     cfg.data.batch_size = batch
     cfg.data.val_size = 256
@@ -147,11 +170,18 @@ class StepClock(Callback):
         self.warmup, self.steps, self.device = warmup, steps, device
         self.barrier, self.parties = barrier, parties
         self.img_s: float | None = None
+        self.warmup_s: float | None = None  # the warm-up steps, compilation included
         self._started = 0.0
+        self._first: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self._first is None:
+            self._first = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if trainer.global_step == self.warmup:
             _sync(self.device)
+            self.warmup_s = time.perf_counter() - self._first
             if self.barrier is not None:
                 wait_for_parties(Path(self.barrier), self.parties)
             self._started = time.perf_counter()
@@ -174,9 +204,10 @@ def wait_for_parties(folder: Path, parties: int) -> None:
 def framework_img_s(
     cfg: DictConfig, dm, warmup: int, steps: int, barrier=None, parties=1, members: int = 1
 ):
-    """img/s of the framework's training step (Classifier + lightning.Trainer) and the
-    speed settings it ran with; with `members` > 1 a fused model (dm's batches hold every
-    member's images) and the img/s summed over its members."""
+    """img/s of the framework's training step (Classifier + lightning.Trainer), the speed
+    settings it ran with and the seconds of its warm-up steps (compilation included); with
+    `members` > 1 a fused model (dm's batches hold every member's images) and the img/s
+    summed over its members."""
     device = "cuda" if cfg.trainer.accelerator == "cuda" else "cpu"
     speed = resolve_speed(cfg)
     nets = []
@@ -215,7 +246,30 @@ def framework_img_s(
             default_root_dir=logs,
         )
         trainer.fit(module, datamodule=dm)
-    return clock.img_s, speed
+    return clock.img_s, speed, clock.warmup_s
+
+
+def cpu_options(cfg: DictConfig, dm, warmup: int, steps: int) -> dict[str, dict[str, Any]]:
+    """Each of CPU_OPTIONS timed through the framework's step: img/s, its ratio to fp32 eager
+    (timed in this process), and for torch.compile the warm-up's extra seconds and the run
+    length in steps from which compiling pays back."""
+    results: dict[str, dict[str, Any]] = {}
+    for label, overrides in CPU_OPTIONS.items():
+        option = cfg.copy()
+        for key, value in overrides.items():
+            OmegaConf.update(option, key, value)
+        img_s, _, warmup_s = framework_img_s(option, dm, warmup, steps)
+        results[label] = {"img_s": img_s, "warmup_s": warmup_s, **overrides}
+    eager = results["fp32 eager"]
+    for r in results.values():
+        r["vs_fp32_eager"] = r["img_s"] / eager["img_s"]
+    compiled = results["fp32 + torch.compile"]
+    batch = cfg.data.batch_size
+    saved_per_step = batch / eager["img_s"] - batch / compiled["img_s"]
+    extra_s = compiled["warmup_s"] - eager["warmup_s"]
+    compiled["compile_extra_s"] = extra_s
+    compiled["break_even_steps"] = extra_s / saved_per_step if saved_per_step > 0 else None
+    return results
 
 
 def packed_img_s(args, depth: int, device: str) -> list[float]:
@@ -324,10 +378,42 @@ def print_table(records: list[dict[str, Any]], device: str) -> None:
                 print(f"canonical sweep (6 runs x 64k steps x 128), {label}: {minutes:.1f} min")
 
 
+def print_options(records: list[dict[str, Any]]) -> None:
+    """The CPU options table: img/s and the ratio to fp32 eager, one column per model."""
+    measured = [r for r in records if r.get("options")]
+    if not measured:
+        return
+    flags = measured[0]["cpu_bf16_flags"]
+    print(f"\nCPU speed options (framework step; native bf16: {', '.join(flags) or 'none'}; "
+          f"torch CPU capability {measured[0]['cpu_capability']})")  # fmt: skip
+    print(f"{'option':<24}" + "".join(f"{r['model'] + ' img/s':>18}{'vs fp32':>9}"
+                                      for r in measured))  # fmt: skip
+    for label in CPU_OPTIONS:
+        line = f"{label:<24}"
+        for r in measured:
+            o = r["options"][label]
+            line += f"{_fmt(o['img_s'], 1):>18}{_fmt(o['vs_fp32_eager'], 2):>9}"
+        print(line)
+    for r in measured:
+        c = r["options"]["fp32 + torch.compile"]
+        even = c["break_even_steps"]
+        pays = f"pays back after {even:,.0f} steps" if even else "never pays back"
+        print(f"{r['model']}: torch.compile's warm-up takes {c['compile_extra_s']:.0f} s more "
+              f"than eager's; {pays}")  # fmt: skip
+    line = f"{'common recipe':<24}"
+    for r in measured:
+        base = r["baseline_img_s"]
+        ratio = base / r["options"]["fp32 eager"]["img_s"] if base else None
+        line += f"{_fmt(base, 1):>18}{_fmt(ratio, 2):>9}"
+    print(line + "   (per-sample torchvision transforms, fp32 eager)")
+
+
 EXAMPLES = """examples:
   python -m degradation.bench --models 20 --steps 20 --workers 0   # a quick look on the CPU
   python -m degradation.bench --json outputs/bench.json            # the full table, saved
   python -m degradation.bench --device cuda --models 56 --pack 4   # 4 runs sharing one GPU
+  python -m degradation.bench --device cpu --models 20,56 --steps 10 --warmup 3
+      # the CPU's speed options (bf16, channels_last, torch.compile) against fp32 eager
 """
 
 
@@ -342,6 +428,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=50, help="timed steps per loop")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps before them")
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=32, help="synthetic images' side")
+    parser.add_argument("--no-options", action="store_true",
+                        help="on a CPU, skip timing each speed option")  # fmt: skip
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument(
         "--workers",
@@ -371,9 +460,11 @@ def _ints(text: str, option: str, minimum: int) -> list[int]:
 def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
     depths = _ints(args.models, "--models", 1)
     workers = _ints(args.workers, "--workers", 0)
-    for option, minimum in (("steps", 1), ("warmup", 1), ("batch", 1), ("pack", 1), ("fuse", 1)):
+    for option, minimum in (("steps", 1), ("warmup", 1), ("batch", 1), ("pack", 1), ("fuse", 1),
+                            ("image_size", 8)):  # fmt: skip
         if getattr(args, option) < minimum:
-            raise UserError(f"--{option} {getattr(args, option)}: must be >= {minimum}")
+            flag = option.replace("_", "-")
+            raise UserError(f"--{flag} {getattr(args, option)}: must be >= {minimum}")
     if args.train_size < args.batch:
         raise UserError(f"--train-size {args.train_size}: smaller than --batch {args.batch}")
     for depth in depths:
@@ -382,7 +473,7 @@ def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
     meta = machine()
     records = []
     for depth in depths:
-        cfg = bench_config(depth, args.batch, device, args.train_size)
+        cfg = bench_config(depth, args.batch, device, args.train_size, args.image_size)
         dm = ImageDataModule(cfg.data, seed=0)
         baselines = {}
         if not args.framework_only:
@@ -390,18 +481,22 @@ def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
                 baselines[n] = baseline_img_s(
                     dm, depth, args.batch, device, n, args.warmup, args.steps
                 )
-        framework, speed = framework_img_s(
+        framework, speed, _ = framework_img_s(
             cfg, dm, args.warmup, args.steps, args.barrier, args.parties
         )
         packed = packed_img_s(args, depth, device) if args.pack > 1 else None
         fused = fused_img_s(args, depth, device) if args.fuse > 1 else None
         best = max(baselines.values()) if baselines else None
+        options = None
+        if device == "cpu" and not args.no_options and not args.framework_only:
+            options = cpu_options(cfg, dm, args.warmup, args.steps)
         records.append(
             {
                 "model": f"resnet-{depth}",
                 "depth": depth,
                 "device": device,
                 "batch": args.batch,
+                "image_size": args.image_size,
                 "steps": args.steps,
                 "warmup": args.warmup,
                 "baseline_img_s": best,
@@ -412,6 +507,10 @@ def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "precision": speed.precision,
                 "compile": speed.compile,
                 "channels_last": speed.channels_last,
+                "speed_reason": speed.reason,
+                "options": options,
+                "cpu_bf16_flags": native_bf16_flags(),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "data_path": "gpu-resident" if device == "cuda" else "in-memory tensors",
                 "pack": args.pack,
                 "packed_img_s": sum(packed) if packed else None,
@@ -445,9 +544,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\n{meta['device']}: {meta['gpu'] or meta['cpu']} ({meta['cpus']} CPUs), "
             f"torch {meta['torch']}, lightning {meta['lightning']}, batch {args.batch}, "
+            f"{args.image_size}x{args.image_size} images, "
             f"{args.steps} timed steps after {args.warmup}"
         )
         print_table(records, records[0]["device"])
+        print_options(records)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(records, indent=2) + "\n")

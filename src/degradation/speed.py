@@ -99,8 +99,9 @@ def resolve_speed(cfg: DictConfig) -> Speed:
     mode = value(cfg.compile)
     if mode == "auto":
         mode = "reduce-overhead" if cuda else "none"
-    # on a CPU channels_last pays only with bf16 (AMX/oneDNN kernels prefer it): same rule
-    fast = cuda or bool(bf16_flags)
+    # on a CPU channels_last pays only with bf16 (oneDNN's AMX kernels want it): it follows
+    # the resolved precision, so a pinned 32-true stays plain fp32 eager
+    fast = cuda or precision == "bf16-mixed"
     channels_last = fast if cfg.channels_last is None else bool(cfg.channels_last)
     fused_sgd = cuda if cfg.fused_sgd is None else bool(cfg.fused_sgd)
     benchmark = cfg.trainer.benchmark
