@@ -338,6 +338,8 @@ def test_batched_and_per_sample_augmentation_draw_the_same_distribution():
 
 
 def test_a_resumed_run_uses_its_own_fused_sgd_setting_not_its_checkpoints(tmp_path):
+    # the module's rule; a run folder refuses the switch itself where last.ckpt records
+    # fused_sgd (tests/test_resume_edges.py), so this decides only for older checkpoints
     import lightning as L
     from lightning.pytorch.callbacks import Callback
     from torch.utils.data import DataLoader, TensorDataset

@@ -4,6 +4,7 @@
     Divergence       stops a run whose window loss is NaN/inf or above `diverge_loss`
     ProgressLines    one plain line per training window where stdout is not a terminal
     LastCheckpoint   checkpoints/last.ckpt every `checkpoint_every` steps and at the end
+    BestCheckpoint   checkpoints/best.ckpt (ModelCheckpoint), its paths from where the folder is
     GradientFlow     grad_norms.csv: RMS gradient and relative update of every 3x3 conv layer
     CompileClock     reports torch.compile's first step; marks CUDA-graph step boundaries
     FaultInjection   test hooks: a failure or a NaN at a chosen step (environment variables)
@@ -36,7 +37,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
@@ -103,9 +104,11 @@ class LastCheckpoint(Checkpoint):
         data: dict[str, Any] | None = None,
         interruption: Interruption | None = None,
         saved_step: int | None = None,
+        numerics: dict[str, Any] | None = None,
     ):
         self.path = Path(dirpath) / LAST
         self.every, self.config_hash, self.data = every, config_hash, data
+        self.numerics = numerics  # speed.numerics: a resume must not switch them
         self.interruption = interruption
         self.saved_step = saved_step
         self._due = False  # a write waits for the validation that follows this step
@@ -145,7 +148,33 @@ class LastCheckpoint(Checkpoint):
             "config_hash": self.config_hash,
             "data": self.data,
             "metrics_rows": rows[0] if rows else None,
+            "numerics": self.numerics,
         }
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint (best.ckpt), whose restored state follows the run folder.
+    Lightning saves absolute paths, and when a resumed run's folder is no longer where they
+    point (the folder was moved or copied) it drops the best score, so that the next
+    validation overwrites best.ckpt even with a worse model, and keeps a best path into the old
+    place (or nowhere). Every path it restores is made again from `dirpath`, where all of its
+    files live, so a moved folder resumes as if it had never moved."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.dirpath is None:  # nothing to make the paths from (train.py always sets it)
+            super().load_state_dict(state_dict)
+            return
+
+        def here(path: str | None) -> str | None:
+            return os.path.join(self.dirpath, os.path.basename(path)) if path else path
+
+        state = {**state_dict, "dirpath": self.dirpath}
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if key in state:
+                state[key] = here(state[key])
+        if isinstance(state.get("best_k_models"), dict):
+            state["best_k_models"] = {here(k): v for k, v in state["best_k_models"].items()}
+        super().load_state_dict(state)
 
 
 def _validation_follows(trainer: Trainer) -> bool:

@@ -9,7 +9,9 @@ the same names (callbacks.MetricWindow, GradientFlow, Lightning's val/ and test/
 trainer's step.
 
 metrics.csv is written by `MetricsCSVLogger`, Lightning's CSVLogger made to continue the file of
-a resumed run instead of deleting it. TensorBoard: Lightning's TensorBoardLogger, event files in
+a resumed run instead of deleting it, and to write it so that no failure loses a row already on
+disk (Lightning rewrites the whole file in place when new columns appear: a kill or a full disk
+during that write left it empty). TensorBoard: Lightning's TensorBoardLogger, event files in
 RUN_DIR/tensorboard; a resumed run sets `purge_step`, so TensorBoard hides what the killed run
 logged after its checkpoint.
 
@@ -59,10 +61,13 @@ from degradation.errors import first_line
 from degradation.rundir import (
     METRICS,
     TENSORBOARD,
+    append_text,
     config_hash,
+    csv_text,
     cut_csv_rows,
     read_metrics,
     read_wandb_run_id,
+    write_csv_rows,
     write_wandb_run_id,
 )
 from degradation.wandb_files import last_step, segments, written
@@ -413,7 +418,11 @@ class MetricsCSVLogger(CSVLogger):
 
 
 class _AppendingWriter(ExperimentWriter):
-    """Appends to an existing metrics.csv, whose header says which columns it has."""
+    """Lightning's metrics writer, continuing an existing metrics.csv (whose header says which
+    columns it has) and never leaving it shorter than it was: new rows are appended whole and
+    synced to the disk (a failed append is cut back); rows that bring new columns (val/, test/,
+    best/) rewrite the file under the longer header through a temporary file renamed over it.
+    Each save is on the disk before the checkpoint that counts its rows (LastCheckpoint)."""
 
     def __init__(self, log_dir: str):
         super().__init__(log_dir)
@@ -424,3 +433,18 @@ class _AppendingWriter(ExperimentWriter):
 
     def _check_log_dir_exists(self) -> None:
         pass  # Lightning deletes metrics.csv here; MetricsCSVLogger has decided what stays
+
+    def save(self) -> None:
+        if not self.metrics:
+            return
+        path = Path(self.metrics_file_path)
+        keys = list(self.metrics_keys)
+        try:
+            if self._record_new_keys() or not path.is_file() or not path.stat().st_size:
+                write_csv_rows(path, self.metrics_keys, self.metrics)
+            else:
+                append_text(path, csv_text(self.metrics_keys, self.metrics), sync=True)
+        except BaseException:
+            self.metrics_keys = keys  # the file keeps its header: a later save rewrites it
+            raise
+        self.metrics = []

@@ -62,6 +62,7 @@ class Classifier(L.LightningModule):
 
     def on_train_start(self):
         # a resumed optimizer comes with its checkpoint's kernel choice: this run's one wins
+        # (resume.py refuses a switch where last.ckpt records it; older checkpoints do not)
         for group in self.optimizers().param_groups:
             group["fused"] = self.fused_sgd or None
 

@@ -6,13 +6,18 @@ A run folder is named by its config (not the clock), so a rerun finds it again a
 - `summary.json` says completed or diverged, same `config_hash` and data: nothing to do
   (skipped; `finished_run` decides this without writing anything, before the lock);
 - `checkpoints/last.ckpt` exists: training continues from it (`ckpt_path` of `trainer.fit`);
-- otherwise (or with `resume=false`): the folder's checkpoints and metrics are cleared and the
-  run starts afresh.
+- otherwise (or with `resume=false`): the old run's files are moved aside
+  (`rundir.set_aside_run`, summary.json first) and the run starts afresh; train.py deletes them
+  once the new run has written its record.
 
 A folder of another config or of other data (`data_identity`: a `data.root` that points at
 other files keeps the config hash) is never skipped or continued: UserError, one line naming
-both. Identities a folder did not record (written before they were) are not compared.
-`claim_run_dir` makes the job the folder's one writer before anything is changed there.
+both. Nor is a checkpoint continued with other numerics (`speed.numerics`: precision,
+channels_last, compile, fused_sgd, as resolved on this machine; outside the config hash, they
+change a run's rounding, so a run that switches mid-way matches neither setting), nor one whose
+metrics.csv lacks rows the checkpoint had seen (the record would be incomplete). Identities a
+folder did not record (written before they were) are not compared. `claim_run_dir` makes the
+job the folder's one writer before anything is changed there.
 
 What makes the continuation exact lives where it belongs: the training order and augmentation
 are functions of (seed, position) (`data.sampler`); Lightning restores weights, optimiser and
@@ -40,13 +45,16 @@ from degradation.rundir import (
     CHECKPOINTS,
     LAST,
     LOCK,
+    METRICS,
     RESUME_KEY,
     SUMMARY,
-    clear_run,
     read_checkpoint,
+    read_csv_rows,
     read_summary,
     remove_torn_writes,
+    set_aside_run,
 )
+from degradation.speed import Speed, numerics
 
 FINISHED = ("completed", "diverged")  # `interrupted` and `failed` runs are continued
 # What identifies a run's data, as summary.json and last.ckpt record it (`data_identity`).
@@ -93,21 +101,26 @@ def finished_run(
 
 
 def plan_resume(
-    run_dir: Path, config_hash: str, data: Mapping[str, Any] | None = None, resume: bool = True
+    run_dir: Path,
+    config_hash: str,
+    data: Mapping[str, Any] | None = None,
+    resume: bool = True,
+    speed: Speed | None = None,
 ) -> ResumePlan:
     """Skip, continue or start afresh (see the module doc); UserError if the folder holds a
-    run of another config or other data, or an unreadable checkpoint. Starting afresh clears
-    the folder: call it while holding the folder (`claim_run_dir`)."""
+    run of another config or other data, a checkpoint of other numerics than `speed`'s, an
+    unreadable checkpoint or a metrics.csv short of its rows. Starting afresh sets the old run
+    aside: call it while holding the folder (`claim_run_dir`)."""
     run_dir = Path(run_dir)
     if not resume:
-        _clear_on_rank_zero(run_dir)
+        _set_aside_on_rank_zero(run_dir)
         return ResumePlan()
     summary = finished_run(run_dir, config_hash, data)
     if summary is not None:
         return ResumePlan(finished=summary)
     path = run_dir / CHECKPOINTS / LAST
     if not path.is_file():
-        _clear_on_rank_zero(run_dir)
+        _set_aside_on_rank_zero(run_dir)
         return ResumePlan()
     checkpoint = read_checkpoint(path)
     ours = checkpoint.get(RESUME_KEY)
@@ -119,17 +132,18 @@ def plan_resume(
     if ours.get("config_hash") != config_hash:
         raise UserError(_other_config(path, ours.get("config_hash"), config_hash))
     _check_data(path, ours.get("data") or {}, data)
+    _check_numerics(path, ours.get("numerics") or {}, speed)
+    step, rows = int(checkpoint["global_step"]), ours.get("metrics_rows")
+    _check_metrics(run_dir / METRICS, rows, path, step)
     if is_global_zero():
         remove_torn_writes(run_dir)
-    return ResumePlan(
-        checkpoint=path, step=int(checkpoint["global_step"]), metrics_rows=ours.get("metrics_rows")
-    )
+    return ResumePlan(checkpoint=path, step=step, metrics_rows=rows)
 
 
-def _clear_on_rank_zero(run_dir: Path) -> None:
-    # DDP children run this too (Lightning relaunches the command): one process clears.
+def _set_aside_on_rank_zero(run_dir: Path) -> None:
+    # DDP children run this too (Lightning relaunches the command): one process moves.
     if is_global_zero():
-        clear_run(run_dir)
+        set_aside_run(run_dir)
 
 
 def _other_config(path: Path, found: Any, wanted: str) -> str:
@@ -151,6 +165,48 @@ def _check_data(path: Path, recorded: Mapping[str, Any], data: Mapping[str, Any]
             f"{_describe(data)}); to keep both, give this run its own folder with output_root= "
             "or name=, or rerun with resume=false to replace that run"
         )
+
+
+def _check_numerics(path: Path, recorded: Mapping[str, Any], speed: Speed | None) -> None:
+    """UserError naming every numeric setting (`speed.numerics`) that `speed` resolves to
+    another value than the checkpoint's run trained with; keys it lacks are not compared."""
+    if speed is None:
+        return
+    now = numerics(speed)
+    differ = [k for k in now if k in recorded and recorded[k] != now[k]]
+    if not differ:
+        return
+    was = " ".join(_override(k, recorded[k]) for k in differ)
+    resolved = " ".join(_override(k, now[k]) for k in differ)
+    why = f" ({speed.reason})" if "trainer.precision" in differ and speed.reason else ""
+    raise UserError(
+        f"{path} was trained with {was}, this run resolves {resolved}{why}: a run that "
+        f"switches mid-way matches neither setting's numbers; rerun with {was} to resume it, "
+        "or with resume=false to start it afresh"
+    )
+
+
+def _override(key: str, setting: Any) -> str:
+    """key=value as a command line writes it (true/false for booleans)."""
+    shown = str(setting).lower() if isinstance(setting, bool) else setting
+    return f"{key}={shown}"
+
+
+def _check_metrics(path: Path, rows: int | None, checkpoint: Path, step: int) -> None:
+    """UserError if metrics.csv holds fewer whole rows than the checkpoint had seen: the rows
+    before it are lost, and resuming would finish a run whose record lacks them."""
+    if rows is None:  # a checkpoint from before the count was recorded
+        return
+    found = read_csv_rows(path) or []
+    have = max(len(found) - 1, 0)
+    if have >= rows:
+        return
+    state = "is missing" if not path.is_file() else f"holds {have} of those rows"
+    raise UserError(
+        f"{checkpoint} (step {step}) was saved after {rows} rows of {path}, which {state}: "
+        "the metrics of the steps before the checkpoint are lost and resuming cannot bring "
+        "them back; rerun with resume=false to train this run afresh"
+    )
 
 
 def _describe(data: Mapping[str, Any]) -> str:

@@ -14,11 +14,15 @@
       wandb/                with logger=wandb: wandb's own files, one folder per start
       tensorboard/          with logger=tensorboard: TensorBoard event files
       analysis/             landscape.npz, lesion.json and their figures (degradation.analyze)
+      .replaced/            only while `resume=false` replaces a run: the old run's files, moved
+                            aside, deleted once the new run has written its record
 
 Every JSON and checkpoint file is replaced in one rename (`atomic_writer`), so a kill leaves the
-old file or the new one, never half of one; the CSV files only grow by whole lines, and readers
-drop a torn last line. A write that fails for want of space (ENOSPC) names its file
-(`OSError.filename`), for the one-line error of train.py. Checkpoints are read back with
+old file or the new one, never half of one; the CSV files grow by whole lines (a failed append
+is cut back, readers drop a torn last line), and metrics.csv, whose header grows when new
+columns appear, is then rewritten whole through `atomic_writer` (`write_csv_rows`). A write
+that fails for want of space (ENOSPC) names its file (`OSError.filename`), for the one-line
+error of train.py. Checkpoints are read back with
 `torch.load(weights_only=True)`: opening a run folder never runs code (`load_checkpoint_file`).
 Everything else in the package (training, resume, the analyses, the report, the W&B report)
 reads and writes these files through the functions here; docs/run-folder.md describes the
@@ -78,6 +82,13 @@ WANDB_RUN_ID = "wandb_run_id"
 TENSORBOARD = "tensorboard"
 LANDSCAPE = "landscape.npz"
 LESION = "lesion.json"
+REPLACED = ".replaced"
+# What a run writes and a fresh start replaces (`set_aside_run`), summary.json first: once it
+# is gone no interruption can leave a finished label over missing files. .hydra/ and run.log
+# are the job's record (rewritten, appended), wandb/ may hold offline runs not yet uploaded.
+RUN_OUTPUTS = (
+    SUMMARY, CHECKPOINTS, METRICS, GRAD_NORMS, LAYER_RESPONSES, TENSORBOARD, WANDB_RUN_ID, ANALYSIS,
+)  # fmt: skip
 
 # Keys already spelled out by the folder's path (output_root/sweeps/<name>/...) or standing for
 # a set of values (an experiment file): never repeated in the folder's own name.
@@ -144,15 +155,16 @@ def config_hash(cfg: DictConfig) -> str:
 
 
 @contextmanager
-def atomic_writer(path: Path, mode: str = "w") -> Iterator[IO]:
-    """A file to write `path` through: a temporary file in the same folder, renamed over `path`
-    when the block ends without error, so readers (and a rerun after a kill) see old or new."""
+def atomic_writer(path: Path, mode: str = "w", newline: str | None = None) -> Iterator[IO]:
+    """A file to write `path` through: a temporary file in the same folder, on the disk (fsync)
+    and renamed over `path` when the block ends without error, so readers (and a rerun after a
+    kill) see old or new. `newline` as open() takes it (text modes only)."""
     path = Path(path)
     with naming_full_disk(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, mode) as f:
+            with os.fdopen(fd, mode, newline=newline) as f:
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
@@ -238,7 +250,14 @@ def append_csv_row(path: Path, header: list[str], row: list[str]) -> None:
     last line, which `read_csv_rows` drops; a full disk leaves the file as it was."""
     path = Path(path)
     new = not path.is_file() or path.stat().st_size == 0
-    text = (",".join(header) + "\n" if new else "") + ",".join(row) + "\n"
+    append_text(path, (",".join(header) + "\n" if new else "") + ",".join(row) + "\n")
+
+
+def append_text(path: Path, text: str, sync: bool = False) -> None:
+    """Append whole lines to a file, all or nothing: a write that fails (a full disk) is cut
+    back to the old end, so the file holds exactly what it held; `sync`: on the disk (fsync)
+    before returning."""
+    path = Path(path)
     with naming_full_disk(path):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -247,11 +266,35 @@ def append_csv_row(path: Path, header: list[str], row: list[str]) -> None:
                 rest = memoryview(text.encode())
                 while rest:  # a write may be partial
                     rest = rest[os.write(fd, rest) :]
-            except OSError:
+                if sync:
+                    os.fsync(fd)
+            except BaseException:  # a full disk, or an exception from a signal handler
                 os.ftruncate(fd, size)
                 raise
         finally:
             os.close(fd)
+
+
+def write_csv_rows(path: Path, header: list[str], rows: list[dict[str, Any]]) -> None:
+    """Add `rows` (dicts, missing keys empty) to a CSV file under `header`, a superset of the
+    file's own: the old rows and the new are written to a temporary file under the new header
+    and renamed over the old file (`atomic_writer`), so a kill or a full disk mid-way leaves
+    the old file whole. Values are written as Python's csv module writes them."""
+    path = Path(path)
+    old = read_csv_rows(path) or []
+    old_rows = [dict(zip(old[0], row, strict=False)) for row in old[1:]] if old else []
+    with atomic_writer(path, "w", newline="") as f:  # the csv module ends its lines itself
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(old_rows)
+        writer.writerows(rows)
+
+
+def csv_text(header: list[str], rows: list[dict[str, Any]]) -> str:
+    """`rows` as CSV lines under `header` (no header line), as `write_csv_rows` writes them."""
+    buffer = io.StringIO(newline="")
+    csv.DictWriter(buffer, fieldnames=header).writerows(rows)
+    return buffer.getvalue()
 
 
 def keep_csv_rows(path: Path, header: list[str], keep) -> None:
@@ -303,16 +346,31 @@ def write_wandb_run_id(run_dir: Path, run_id: str) -> None:
     atomic_write_text(path, run_id + "\n")
 
 
-def clear_run(run_dir: Path) -> None:
-    """Remove what a run wrote (checkpoints, metrics.csv, summary.json, TensorBoard events) so
-    it starts afresh, and its W&B run id, so that the fresh start is a new W&B run; Hydra's
-    .hydra/ and the W&B files of earlier runs stay."""
+def set_aside_run(run_dir: Path) -> None:
+    """Start afresh: move what a run wrote (RUN_OUTPUTS: checkpoints, metrics, summary.json,
+    TensorBoard events, its W&B run id, so that the fresh start is a new W&B run, ...) into
+    RUN_DIR/.replaced, one rename each, summary.json first. An interruption at any point leaves
+    the old run whole, or no summary.json (a rerun then resumes from last.ckpt if it is still
+    in place, or starts afresh): never a finished label over missing files. The new run deletes
+    .replaced once it has written its record (`discard_replaced`). Hydra's .hydra/, run.log
+    and the W&B files of earlier runs stay."""
     run_dir = Path(run_dir)
-    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
-    shutil.rmtree(run_dir / TENSORBOARD, ignore_errors=True)
-    for name in (METRICS, SUMMARY, WANDB_RUN_ID):
-        (run_dir / name).unlink(missing_ok=True)
+    aside = run_dir / REPLACED
+    if aside.exists():  # left by an interrupted replacement: nothing a run still needs
+        shutil.rmtree(aside)
+    aside.mkdir(parents=True)
+    for name in RUN_OUTPUTS:
+        if (run_dir / name).exists():
+            os.rename(run_dir / name, aside / name)
     remove_torn_writes(run_dir)
+
+
+def discard_replaced(run_dir: Path) -> None:
+    """Delete the files of a replaced run (`set_aside_run`): called once the new run holds the
+    folder and has written its record."""
+    aside = Path(run_dir) / REPLACED
+    if aside.exists():
+        shutil.rmtree(aside)
 
 
 def remove_torn_writes(run_dir: Path) -> None:
@@ -339,7 +397,10 @@ def find_run_dirs(paths: Iterable[Path], marker: Path | str = SUMMARY) -> list[P
             found.append(path)
             continue
         depth = len(Path(marker).parts)
-        below = sorted(p.parents[depth - 1] for p in path.rglob(str(marker)) if p.is_file())
+        marked = [p for p in path.rglob(str(marker)) if p.is_file()]
+        # a run that resume=false is replacing (RUN_DIR/.replaced) is not a run of its own
+        below = [p for p in marked if REPLACED not in p.relative_to(path).parts]
+        below = sorted(p.parents[depth - 1] for p in below)
         if not below:
             raise UserError(f"{path}: no run folders found (no {marker} anywhere below it)")
         found += below

@@ -15,6 +15,11 @@ hand:
 `channels_last` and `fused_sgd`; `trainer.benchmark` (cudnn.benchmark) null means on under
 CUDA. The model is compiled in place (`nn.Module.compile`): its state_dict keys, checkpoints
 and pickles are those of the eager model.
+
+These keys are outside the config hash (a run folder is found again whatever its speed
+settings), but precision, compile, channels_last and fused SGD change the rounding of every
+step: `numerics` is what a checkpoint records of them, and a resume that would switch any of
+them is refused (resume.py), so a run's numbers come from one setting from start to end.
 """
 
 from __future__ import annotations
@@ -108,6 +113,17 @@ def resolve_speed(cfg: DictConfig) -> Speed:
     if benchmark is None and cuda and not cfg.trainer.deterministic:
         benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
     return Speed(precision, mode, channels_last, fused_sgd, benchmark, cuda, reason)
+
+
+def numerics(speed: Speed) -> dict[str, str | bool]:
+    """The resolved settings that change a run's numbers, keyed by the config key that sets each
+    (cudnn.benchmark is left out: the kernels it picks vary between runs of one setting too)."""
+    return {
+        "trainer.precision": speed.precision,
+        "compile": speed.compile,
+        "channels_last": speed.channels_last,
+        "fused_sgd": speed.fused_sgd,
+    }
 
 
 def prepare_model(model: nn.Module, speed: Speed) -> nn.Module:

@@ -3,7 +3,8 @@
 A rerun of the same command finds the same folder: a finished run is skipped, an unfinished
 one resumes from checkpoints/last.ckpt, exactly (resume.py; `resume=false` starts afresh).
 The record of a job (.hydra/, run.log) is written only once it is known to train, by the one
-process that holds the folder (resume.claim_run_dir). SIGINT and SIGTERM end a run as
+process that holds the folder (resume.claim_run_dir); the files of a run it replaces, set
+aside by resume.plan_resume, are deleted after that record. SIGINT and SIGTERM end a run as
 `interrupted` (callbacks.Interruption); a full disk is one line naming the file and the last
 good checkpoint (UserError). docs/run-folder.md describes all of this for users.
 
@@ -25,11 +26,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from degradation.callbacks import (
     AtomicCheckpointIO,
+    BestCheckpoint,
     CompileClock,
     Divergence,
     FaultInjection,
@@ -59,20 +60,21 @@ from degradation.rundir import (
     LAST,
     LOG,
     config_hash,
+    discard_replaced,
     is_disk_full,
     read_checkpoint,
     write_job_config,
     write_layer_responses,
     write_summary,
 )
-from degradation.speed import Speed, prepare_model, resolve_speed
+from degradation.speed import Speed, numerics, prepare_model, resolve_speed
 
 
 class _Callbacks:
     """The run's callbacks (callbacks.py), kept by name for what train() reads back."""
 
     def __init__(self, cfg, run_dir: Path, run_hash: str, speed: Speed, plan, data, interruption):
-        self.best = ModelCheckpoint(
+        self.best = BestCheckpoint(
             dirpath=run_dir / CHECKPOINTS,
             filename=BEST,
             monitor="val/error",
@@ -87,6 +89,7 @@ class _Callbacks:
             data,
             interruption,
             saved_step=plan.resume_step,
+            numerics=numerics(speed),
         )
         self.interruption = interruption
         self.window = MetricWindow(cfg.log_every)
@@ -157,15 +160,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     finished = finished_run(run_dir, run_hash, data, cfg.resume)
     if finished is None:
+        speed = resolve_speed(cfg)  # `auto` precision, compile, cudnn benchmark for the device
         with claim_run_dir(run_dir, command_line()):
-            plan = plan_resume(run_dir, run_hash, data, resume=cfg.resume)
+            plan = plan_resume(run_dir, run_hash, data, resume=cfg.resume, speed=speed)
             if plan.finished is None:
                 with (
                     _job_record(run_dir, cfg),
                     Interruption(every=cfg.log_every).catching() as interruption,
                     _full_disk_is_one_line(run_dir),
                 ):
-                    return _run(cfg, run_dir, dm, data, plan, run_hash, interruption)
+                    return _run(cfg, run_dir, dm, data, plan, run_hash, speed, interruption)
             finished = plan.finished
     print(f"[resume] {run_dir}: already {finished['status']}, skipping")
     return finished
@@ -178,6 +182,7 @@ def _run(
     data: dict[str, Any],
     plan: ResumePlan,
     run_hash: str,
+    speed: Speed,
     interruption: Interruption,
 ) -> dict[str, Any]:
     if plan.checkpoint is not None:
@@ -213,7 +218,6 @@ def _run(
             num_train=data["num_train"],
             num_test=data["num_test"],
         )
-        speed = resolve_speed(cfg)  # `auto` precision, compile, cudnn benchmark for the device
         summary["speed"] = {k: v for k, v in vars(speed).items() if k != "cuda"}
         if is_global_zero() and plan.checkpoint is None:
             print(f"[speed] precision {speed.precision} ({speed.reason})")
@@ -297,6 +301,7 @@ def _job_record(run_dir: Path, cfg: DictConfig) -> Iterator[None]:
         yield
         return
     write_job_config(run_dir, cfg)
+    discard_replaced(run_dir)  # the new run holds the folder and has its record: the old goes
     log = logging.FileHandler(run_dir / LOG)  # appends: a resumed run goes on
     log.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     logging.getLogger().addHandler(log)
