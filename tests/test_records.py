@@ -320,6 +320,51 @@ def test_a_signal_ends_the_run_as_interrupted_and_a_rerun_resumes_exactly(
     assert metrics_rows(run_dir) == metrics_rows(uninterrupted)  # every row, step for step
 
 
+@pytest.mark.slow  # three jobs' processes start on 2 cores (about 80 s)
+def test_ctrl_c_in_a_joblib_sweep_records_each_running_job_as_interrupted(tmp_path):
+    """Ctrl-C as a terminal sends it (SIGINT to the whole process group) while two jobs train
+    in joblib's workers and a third waits: one line per job and one for the sweep, no
+    traceback, exit 130; both running jobs end as interrupted at a checkpoint, the third
+    never starts (its folder is never made)."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    out = tmp_path / "out"
+    sweep = [
+        "-m", "seed=0,1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        "experiment=smoke", "depth=8", "trainer.max_steps=400", f"output_root={out}",
+    ]  # fmt: skip
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "degradation.run", *sweep], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    folders = [out / "sweeps" / "smoke" / f"depth=8,seed={s},trainer.max_steps=400" for s in "012"]
+    deadline = time.monotonic() + 300
+    while run.poll() is None and time.monotonic() < deadline:
+        if all(trained_steps(folder) >= 3 for folder in folders[:2]):
+            break
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    for folder in folders[:2]:
+        summary = json.loads((folder / "summary.json").read_text())
+        assert (summary["status"], summary["signal"]) == ("interrupted", "SIGINT")
+        assert 3 <= summary["resume_step"] == summary["steps"] < 400
+        last = folder / "checkpoints" / "last.ckpt"
+        assert read_checkpoint(last)["global_step"] == summary["steps"]
+        assert (
+            f"interrupted by SIGINT: {folder} is left as status interrupted; a rerun of the same "
+            f"command resumes from {last} (step {summary['steps']})"
+        ) in stderr.splitlines()
+    assert not folders[2].exists()
+    assert stderr.strip().splitlines()[-1] == (
+        "interrupted by SIGINT: the sweep stopped; 2 running job(s) left as status interrupted, "
+        "0 ended before, 1 not started; a rerun of the same command skips the finished jobs and "
+        "resumes the others"
+    )
+
+
 # --- a full disk --------------------------------------------------------------------------------
 
 
