@@ -261,6 +261,19 @@ def test_two_identical_commands_at_once_train_once_and_the_second_is_told_why(tm
     assert json.loads((job / "summary.json").read_text())["resumed_from_step"] is None
 
 
+def test_a_folder_named_run_lock_is_one_line_naming_it(tmp_path, out):
+    job = out / "runs" / "smoke" / "depth=8"
+    (job / "run.lock").mkdir(parents=True)
+    result = run_cli("experiment=smoke", "depth=8", f"output_root={out}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"error: {job / 'run.lock'} is a folder, but this run keeps its lock file there: move "
+        f"that folder out of {job} (or delete it), then rerun the same command"
+    )
+    assert sorted(p.name for p in job.iterdir()) == ["run.lock"]  # nothing else written
+
+
 # --- interruptions ------------------------------------------------------------------------------
 
 
