@@ -2,14 +2,14 @@
 stderr line `error: ...` that names the bad value, no traceback, and no new (or changed) file
 or folder anywhere.
 
-`python -m degradation.run` runs as a user types it (a subprocess per case, cwd and
-output_root inside tmp_path); report, report.compare, analyze and bench take argv, so their
-mains are called in-process. `{tmp}` in a case is the test's tmp_path, which holds `empty/`,
-`a_file`, a folder of runs `runs/` (one summary.json), one whose summary.json is torn
-(`broken/`), and three run folders for the analyses: `run/` (config, no checkpoint), `torn/`
-(config, a corrupted last.ckpt) and `badcfg/` (a config that is not YAML, an empty
-last.ckpt). /proc stands for a folder that cannot be written: the tests run as root, for whom
-chmod forbids nothing.
+`python -m degradation.run` runs as a user types it (a subprocess per case, cwd and output_root
+inside tmp_path); report, report.compare, analyze and bench take argv, so their mains are
+called in-process. `{tmp}` in a case is the test's tmp_path, which holds `empty/`, `a_file`,
+`dangling` (a symbolic link to nothing), a folder of runs `runs/` (one summary.json), one whose
+summary.json is torn (`broken/`), and three run folders for the analyses: `run/` (config, no
+checkpoint), `torn/` (config, a corrupted last.ckpt) and `badcfg/` (a config that is not YAML,
+an empty last.ckpt). /proc stands for a folder that cannot be written: the tests run as root,
+for whom chmod forbids nothing.
 """
 
 from __future__ import annotations
@@ -109,6 +109,14 @@ RUN = [  # (arguments of python -m degradation.run, texts the error line must ho
     (["data=fashion_mnist", "data.root={tmp}/a_file"], ["data.root={tmp}/a_file", "is a file"]),
     (["output_root=/proc/x"], ["output_root=/proc/x", "choose a folder you can write to"]),
     (["output_root={tmp}/a_file/out"], ["{tmp}/a_file is a file", "choose a folder"]),
+    (
+        ["output_root={tmp}/dangling"],
+        [
+            "output_root={tmp}/dangling: {tmp}/dangling is a symbolic link to {tmp}/nowhere, "
+            "which does not exist; create that folder, or remove the link"
+        ],
+    ),  # fmt: skip
+    (["output_root={tmp}/dangling/sweeps"], ["{tmp}/dangling is a symbolic link"]),
 ]
 
 REPORT = [
@@ -117,6 +125,7 @@ REPORT = [
     (["{tmp}/empty"], ["{tmp}/empty: no run folders found"]),
     (["{tmp}/runs", "--out", "{tmp}/a_file"], ["--out {tmp}/a_file", "is a file"]),
     (["{tmp}/runs", "--out", "/proc/report"], ["--out /proc/report", "cannot create files"]),
+    (["{tmp}/runs", "--out", "{tmp}/dangling"], ["--out {tmp}/dangling: {tmp}/dangling is a sym"]),
     (["{tmp}/runs", "--dry-run"], ["--dry-run", "--wandb ENTITY/PROJECT"]),
     (["{tmp}/runs", "--wandb", "just-a-project"], ["'just-a-project'", "ENTITY/PROJECT"]),
     (["{tmp}/runs", "--wandb", "a/b", "--dry-run", "{tmp}/a_file/w.json"], ["{tmp}/a_file is"]),
@@ -185,6 +194,7 @@ def tree(tmp_path: Path) -> Path:
     """tmp_path with the files and folders the cases name (see the module doc)."""
     (tmp_path / "empty").mkdir()
     (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     summary = {"name": "plain-8", "dataset": "synthetic", "depth": 8, "skip": "none"}
     summary.update(seed=0, status="completed", final={"train_error": 0.5})
     (tmp_path / "runs" / "r").mkdir(parents=True)

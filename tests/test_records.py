@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import logging
 import os
@@ -260,6 +261,19 @@ def test_two_identical_commands_at_once_train_once_and_the_second_is_told_why(tm
     assert json.loads((job / "summary.json").read_text())["resumed_from_step"] is None
 
 
+def test_a_folder_named_run_lock_is_one_line_naming_it(tmp_path, out):
+    job = out / "runs" / "smoke" / "depth=8"
+    (job / "run.lock").mkdir(parents=True)
+    result = run_cli("experiment=smoke", "depth=8", f"output_root={out}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"error: {job / 'run.lock'} is a folder, but this run keeps its lock file there: move "
+        f"that folder out of {job} (or delete it), then rerun the same command"
+    )
+    assert sorted(p.name for p in job.iterdir()) == ["run.lock"]  # nothing else written
+
+
 # --- interruptions ------------------------------------------------------------------------------
 
 
@@ -320,6 +334,51 @@ def test_a_signal_ends_the_run_as_interrupted_and_a_rerun_resumes_exactly(
     assert metrics_rows(run_dir) == metrics_rows(uninterrupted)  # every row, step for step
 
 
+@pytest.mark.slow  # three jobs' processes start on 2 cores (about 80 s)
+def test_ctrl_c_in_a_joblib_sweep_records_each_running_job_as_interrupted(tmp_path):
+    """Ctrl-C as a terminal sends it (SIGINT to the whole process group) while two jobs train
+    in joblib's workers and a third waits: one line per job and one for the sweep, no
+    traceback, exit 130; both running jobs end as interrupted at a checkpoint, the third
+    never starts (its folder is never made)."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    out = tmp_path / "out"
+    sweep = [
+        "-m", "seed=0,1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        "experiment=smoke", "depth=8", "trainer.max_steps=400", f"output_root={out}",
+    ]  # fmt: skip
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "degradation.run", *sweep], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    folders = [out / "sweeps" / "smoke" / f"depth=8,seed={s},trainer.max_steps=400" for s in "012"]
+    deadline = time.monotonic() + 300
+    while run.poll() is None and time.monotonic() < deadline:
+        if all(trained_steps(folder) >= 3 for folder in folders[:2]):
+            break
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    for folder in folders[:2]:
+        summary = json.loads((folder / "summary.json").read_text())
+        assert (summary["status"], summary["signal"]) == ("interrupted", "SIGINT")
+        assert 3 <= summary["resume_step"] == summary["steps"] < 400
+        last = folder / "checkpoints" / "last.ckpt"
+        assert read_checkpoint(last)["global_step"] == summary["steps"]
+        assert (
+            f"interrupted by SIGINT: {folder} is left as status interrupted; a rerun of the same "
+            f"command resumes from {last} (step {summary['steps']})"
+        ) in stderr.splitlines()
+    assert not folders[2].exists()
+    assert stderr.strip().splitlines()[-1] == (
+        "interrupted by SIGINT: the sweep stopped; 2 running job(s) left as status interrupted, "
+        "0 ended before, 1 not started; a rerun of the same command skips the finished jobs and "
+        "resumes the others"
+    )
+
+
 # --- a full disk --------------------------------------------------------------------------------
 
 
@@ -333,18 +392,39 @@ def root_logging():
     root.handlers[:], root.level = handlers, level
 
 
+class _FullDisk(io.RawIOBase):
+    """A file on a full disk: every write() fails with ENOSPC."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("raised", ["OSError", "RuntimeError"])
 def test_a_full_disk_is_one_line_naming_the_file_and_the_last_good_checkpoint(
-    tmp_path, out, monkeypatch, capsys, root_logging
+    tmp_path, out, monkeypatch, capsys, root_logging, raised
 ):
+    """Whatever the writer raises: torch.save itself, on a buffered file of a full disk,
+    raises a RuntimeError ("unexpected pos ...") whose context is the OSError, as on a real
+    full tmpfs (test_a_real_full_disk_is_one_line)."""
     from degradation import run as cli
 
     save = torch.save
+    seen = []
 
     def disk_full_at_step_20(checkpoint, f, *args, **kwargs):
-        if checkpoint.get("global_step") == 20:
-            f.write(b"half a checkpoint")
+        if checkpoint.get("global_step") != 20:
+            return save(checkpoint, f, *args, **kwargs)
+        f.write(b"half a checkpoint")
+        if raised == "OSError":
             raise OSError(errno.ENOSPC, "No space left on device")
-        return save(checkpoint, f, *args, **kwargs)
+        try:
+            save(checkpoint, io.BufferedWriter(_FullDisk()), *args, **kwargs)
+        except Exception as err:
+            seen.append(err)
+            raise
 
     monkeypatch.setattr(torch, "save", disk_full_at_step_20)
     monkeypatch.chdir(tmp_path)
@@ -365,6 +445,84 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_last_good_checkpoint(
     assert not list(run_dir.rglob("*.tmp"))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed" and "No space left on device" in summary["error"]
+    if raised == "RuntimeError":  # the control: torch's own exception, not an OSError
+        assert [type(e) for e in seen] == [RuntimeError] and "unexpected pos" in str(seen[0])
+
+
+@pytest.mark.parametrize("file", ["run.lock", ".hydra/config.yaml"])
+def test_a_full_disk_at_the_start_of_a_job_is_one_line(
+    tmp_path, out, monkeypatch, capsys, root_logging, file
+):
+    """The first writes of a job: the lock's holder record, then the job's config."""
+    from degradation import run as cli
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite" if file == "run.lock" else "fsync", full)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["degradation/run.py", "experiment=smoke", "depth=8",
+                                      f"output_root={out}"])  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    monkeypatch.undo()
+    assert exit_info.value.code == 2
+    run_dir = out / "runs" / "smoke" / "depth=8"
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"error: no space left on device while writing {run_dir / file}; no checkpoint was "
+        "written yet: free some space, then rerun the same command"
+    )
+    assert not (run_dir / "summary.json").exists() and not list(run_dir.rglob("*.tmp"))
+
+
+@pytest.fixture
+def tiny_disk(tmp_path) -> Path:
+    """A 1.6 MB tmpfs (needs the right to mount: root, outside most containers)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1600k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def fill(disk: Path, leave: int) -> None:
+    """Fill the file system but `leave` bytes (whole pages)."""
+    with open(disk / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"x" * 4096)
+        except OSError as err:
+            assert err.errno == errno.ENOSPC
+    os.truncate(disk / "filler", (disk / "filler").stat().st_size - leave)
+
+
+@pytest.mark.parametrize("left", [None, 4096, 0], ids=["checkpoint", "config", "lock"])
+def test_a_real_full_disk_is_one_line(tmp_path, tiny_disk, left):
+    """The smoke run's checkpoints (630 kB each) fill 1.6 MB at step 20; with one page left the
+    lock takes it and .hydra/config.yaml finds none; with none, the lock finds none."""
+    if left is not None:
+        fill(tiny_disk, left)
+    out = tiny_disk / "out"
+    result = run_cli("experiment=smoke", "depth=8", f"output_root={out}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    run_dir = out / "runs" / "smoke" / "depth=8"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
+    assert "Traceback" not in result.stderr
+    file = {None: last.parent, 4096: run_dir / ".hydra" / "config.yaml", 0: run_dir / "run.lock"}
+    assert line.startswith(f"error: no space left on device while writing {file[left]}")
+    if left is None:
+        assert line.endswith(f"the last good checkpoint is {last} (step 10): free some space, "
+                             "then rerun the same command to resume from it")  # fmt: skip
+        assert read_checkpoint(last)["global_step"] == 10
+    else:
+        assert line.endswith("no checkpoint was written yet: free some space, then rerun the "
+                             "same command")  # fmt: skip
 
 
 def test_a_csv_row_that_meets_a_full_disk_leaves_the_file_as_it_was(tmp_path, monkeypatch):

@@ -705,3 +705,74 @@ def test_figures_are_drawn_whatever_numbers_the_run_folders_hold(tmp_path):
     row = variant(report, "plain-8")
     assert row["final_train_error"]["mean"] == pytest.approx(1.35e308)  # no overflow
     assert row["final_train_error"]["n"] == 2
+
+
+MATH = "$\\frac{$"  # mathtext that matplotlib cannot parse: a plain label must not reach it
+
+
+def test_a_dollar_in_a_config_value_is_drawn_as_text(sweep, tmp_path, capsys):
+    """A config value is shown in labels (recipes that differ); a `$` in it once made
+    matplotlib's math parser end the report."""
+    root = tmp_path / "runs"
+    for name in ("plain-8", "plain-20", "resnet-8"):
+        shutil.copytree(run_dir(sweep, name), root / name)
+    config = root / "plain-8" / ".hydra" / "config.yaml"
+    tree = yaml.safe_load(config.read_text())
+    tree["data"]["val_size"] = MATH
+    config.write_text(yaml.safe_dump(tree))
+    report_main([str(root), "--out", str(tmp_path / "report")])  # no SystemExit: exit 0
+    assert "error" not in capsys.readouterr().err
+    figures = json.loads((tmp_path / "report" / "figures.json").read_text())
+    labels = {s["variant"] for f in figures.values() for p in f["panels"] for s in p["series"]}
+    assert f"plain-8 [data.val_size={MATH}]" in labels
+    for figure in figures.values():
+        png = tmp_path / "report" / figure["file"]
+        assert png.read_bytes().startswith(PNG_MAGIC), figure["file"]
+
+
+def test_a_completed_run_without_metrics_is_listed_and_its_curves_not_in_the_legend(
+    sweep, tmp_path, capsys, monkeypatch
+):
+    from degradation.report import figures as report_figures
+
+    root = tmp_path / "runs"
+    for name in ("plain-8", "resnet-8", "resnet-20"):
+        shutil.copytree(run_dir(sweep, name), root / name)
+    (root / "resnet-8" / "metrics.csv").unlink()
+    legends = {}
+    save = report_figures.save_figure
+
+    def keep_legends(fig, path):
+        legends[Path(path).name] = [
+            t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()
+        ]
+        return save(fig, path)
+
+    monkeypatch.setattr(report_figures, "save_figure", keep_legends)
+    with pytest.raises(SystemExit) as exit_:
+        report_main([str(root), "--out", str(tmp_path / "report")])
+    assert exit_.value.code == 1  # written, but not from every file
+    err = capsys.readouterr().err
+    assert f"{root / 'resnet-8' / 'metrics.csv'}: no such file; a completed run writes it" in err
+
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["unreadable"] == [
+        {
+            "run": "resnet-8",
+            "file": "metrics.csv",
+            "reason": "no such file; a completed run writes it",
+            "left_out": False,
+            "effect": "run kept, without its training curves",
+        }
+    ]
+    md = (tmp_path / "report" / "report.md").read_text()
+    section = md.split("## Runs that could not be read")[1].split("\n## ")[0]
+    assert "None: every file" not in section and "| resnet-8 | metrics.csv |" in section
+
+    (fig6,) = [name for name in legends if name.startswith("fig6_")]
+    shown = legends[fig6]
+    assert "resnet-8 train" not in shown and "resnet-8 val" not in shown  # nothing drawn
+    assert {"resnet-8 test (final)", "resnet-20 train", "resnet-20 val"} <= set(shown)
+    figures = json.loads((tmp_path / "report" / "figures.json").read_text())
+    (caption,) = [f["caption"] for f in figures.values() if f["kind"] == "fig6"]
+    assert "No curves for resnet-8: no readable metrics.csv" in caption

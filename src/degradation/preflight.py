@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -244,6 +245,11 @@ def check_writable_folder(folder: str | Path, label: str) -> None:
     unnamed temporary file; nothing is left behind, nothing is made)."""
     existing = Path(folder).expanduser().absolute()
     while not existing.exists():
+        if existing.is_symlink():  # a link to nothing: making the folder would fail there
+            raise UserError(
+                f"{label}: {existing} is a symbolic link to {os.readlink(existing)}, which does "
+                "not exist; create that folder, or remove the link, or choose another folder"
+            )
         existing = existing.parent
     if not existing.is_dir():
         raise UserError(

@@ -48,6 +48,8 @@ from degradation.rundir import (
     METRICS,
     RESUME_KEY,
     SUMMARY,
+    is_disk_full,
+    naming_full_disk,
     read_checkpoint,
     read_csv_rows,
     read_summary,
@@ -239,7 +241,8 @@ def claim_run_dir(run_dir: Path, command: str) -> Iterator[None]:
         return
     path = Path(run_dir) / LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
+    with naming_full_disk(path):
+        fd = _open_lock(path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -251,11 +254,31 @@ def claim_run_dir(run_dir: Path, command: str) -> Iterator[None]:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": command,
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        with naming_full_disk(path):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file's descriptor (not inherited by child processes); UserError naming it
+    when something else stands at its path."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except IsADirectoryError:
+        raise UserError(
+            f"{path} is a folder, but this run keeps its lock file there: move that folder out "
+            f"of {path.parent} (or delete it), then rerun the same command"
+        ) from None
+    except OSError as err:
+        if is_disk_full(err):  # the one-line full-disk error of train.py
+            raise
+        raise UserError(
+            f"{path}: cannot open this run's lock file ({err.strerror}); make the run folder "
+            "writable for you, or choose another output_root"
+        ) from None
 
 
 def _holder(path: Path) -> str:

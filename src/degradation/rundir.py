@@ -20,16 +20,16 @@
 Every JSON and checkpoint file is replaced in one rename (`atomic_writer`), so a kill leaves the
 old file or the new one, never half of one; the CSV files grow by whole lines (a failed append
 is cut back, readers drop a torn last line), and metrics.csv, whose header grows when new
-columns appear, is then rewritten whole through `atomic_writer` (`write_csv_rows`). A write
-that fails for want of space (ENOSPC) names its file (`OSError.filename`), for the one-line
-error of train.py. Checkpoints are read back with
-`torch.load(weights_only=True)`: opening a run folder never runs code (`load_checkpoint_file`).
-Everything else in the package (training, resume, the analyses, the report, the W&B report)
-reads and writes these files through the functions here; docs/run-folder.md describes the
-folder and its guarantees for users. The readers check what they read (JSON objects with the
-keys and types used, numbers in the CSV files, matching array shapes): a file that is there but
-cannot be read is a `RunFolderError` naming it and the reason, which the report and the
-analyses list and go on without (docs/reports.md).
+columns appear, is then rewritten whole through `atomic_writer` (`write_csv_rows`). A write that
+fails for want of space (ENOSPC, EDQUOT; also torch's RuntimeError caused by one) is an OSError
+naming its file (`naming_full_disk`), for the one-line error of train.py. Checkpoints are read
+back with `torch.load(weights_only=True)`: opening a run folder never runs code
+(`load_checkpoint_file`). Everything else in the package (training, resume, the analyses, the
+report, the W&B report) reads and writes these files through the functions here;
+docs/run-folder.md describes the folder and its guarantees for users. The readers check what they read
+(JSON objects with the keys and types used, numbers in the CSV files, matching array shapes): a
+file that is there but cannot be read is a `RunFolderError` naming it and the reason, which the
+report and the analyses list and go on without (docs/reports.md).
 
 A folder's name comes from the job's overrides less the keys that do not define a run
 (`run_dir_name`), and what it computes is identified by `config_hash`: both derive from
@@ -175,20 +175,36 @@ def atomic_writer(path: Path, mode: str = "w", newline: str | None = None) -> It
             raise
 
 
+def disk_full_error(err: BaseException) -> OSError | None:
+    """The full-disk OSError (ENOSPC, EDQUOT) that `err` is or arose from, else None.
+    torch.save meeting a full disk raises a RuntimeError ("[enforce fail at
+    inline_container.cc] unexpected pos ...") whose context is the file's OSError (measured
+    with torch 2.14 on a full tmpfs: tests/test_records.py)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno in DISK_FULL:
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def is_disk_full(err: BaseException) -> bool:
-    return isinstance(err, OSError) and err.errno in DISK_FULL
+    return disk_full_error(err) is not None
 
 
 @contextmanager
 def naming_full_disk(path: Path) -> Iterator[None]:
-    """A full disk met while writing `path` is an OSError that names `path` (a failed write()
-    names no file, a temporary file's name means nothing to the user)."""
+    """A full disk met while writing `path`, whatever the writer raised for it, is an OSError
+    that names `path` (a failed write() names no file, a temporary file's name means nothing
+    to the user)."""
     try:
         yield
-    except OSError as err:
-        if not is_disk_full(err):
+    except Exception as err:
+        full = disk_full_error(err)
+        if full is None:
             raise
-        raise OSError(err.errno, os.strerror(err.errno), str(path)) from err
+        raise OSError(full.errno, os.strerror(full.errno), str(path)) from err
 
 
 def atomic_write_text(path: Path, text: str) -> None:

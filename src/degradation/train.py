@@ -14,6 +14,7 @@ Over 300 lines: a run's whole course, from the skip decision to the summary, in 
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 import time
@@ -61,7 +62,7 @@ from degradation.rundir import (
     LOG,
     config_hash,
     discard_replaced,
-    is_disk_full,
+    disk_full_error,
     read_checkpoint,
     write_job_config,
     write_layer_responses,
@@ -161,13 +162,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     finished = finished_run(run_dir, run_hash, data, cfg.resume)
     if finished is None:
         speed = resolve_speed(cfg)  # `auto` precision, compile, cudnn benchmark for the device
-        with claim_run_dir(run_dir, command_line()):
+        # the lock and .hydra/ are written too: a disk full from the first byte is one line
+        with _full_disk_is_one_line(run_dir), claim_run_dir(run_dir, command_line()):
             plan = plan_resume(run_dir, run_hash, data, resume=cfg.resume, speed=speed)
             if plan.finished is None:
                 with (
                     _job_record(run_dir, cfg),
                     Interruption(every=cfg.log_every).catching() as interruption,
-                    _full_disk_is_one_line(run_dir),
                 ):
                     return _run(cfg, run_dir, dm, data, plan, run_hash, speed, interruption)
             finished = plan.finished
@@ -318,13 +319,13 @@ def _full_disk_is_one_line(run_dir: Path) -> Iterator[None]:
     writer is atomic or drops a torn line: nothing is left half-written)."""
     try:
         yield
-    except OSError as err:
-        if not is_disk_full(err):
+    except Exception as err:  # torch.save's RuntimeError too (rundir.disk_full_error)
+        full = disk_full_error(err)
+        if full is None:
             raise
-        where = err.filename or f"a file in {run_dir}"
-        raise UserError(
-            f"{err.strerror.lower()} while writing {where}; {_last_good(run_dir)}"
-        ) from None
+        where = full.filename or f"a file in {run_dir}"
+        reason = os.strerror(full.errno).lower()
+        raise UserError(f"{reason} while writing {where}; {_last_good(run_dir)}") from None
 
 
 def _last_good(run_dir: Path) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 SKIP_ORDER = {"none": 0, "add": 1, "concat": 2}
@@ -41,12 +42,32 @@ LINTHRESH = 0.01  # loss increases below this (nats): linear in 1-D, the lowest 
 # --- per run (the CLI) --------------------------------------------------------------------
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Write the figure (every figure of the analyses and the report goes through here), its
+    text drawn as written (`literal_text`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    literal_text(fig)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def literal_text(fig) -> None:
+    """Titles, labels and legends hold text from run folders (names, config values): a `$`
+    there must not reach matplotlib's math parser (a parse error would end the report), nor a
+    matplotlibrc's usetex LaTeX. Call before anything measures the text (tight_layout); tick
+    labels keep their formatter's mathtext (10⁻² on log axes)."""
+    formatted = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            formatted.add(axis.offsetText)
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                formatted.update((tick.label1, tick.label2))
+    for text in fig.findobj(Text):
+        if text not in formatted:
+            text.set_parse_math(False)
+            text.set_usetex(False)
 
 
 def _figure(**kwargs):
@@ -107,7 +128,7 @@ def plot_landscape_1d(
     ax.set_title("1-D loss landscape, each net against its own centre", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return _save(fig, path) if fig is not None else None
+    return save_figure(fig, path) if fig is not None else None
 
 
 def _rise_2d(data: dict[str, Any]) -> np.ndarray:
@@ -160,7 +181,7 @@ def plot_landscape_2d(
         return None
     fig.suptitle("2-D loss landscape (log-spaced contours of the increase; + = trained weights)",
                  fontsize=10)  # fmt: skip
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_lesion(records: list[dict[str, Any]], path: Path) -> Path:
@@ -205,7 +226,7 @@ def plot_lesion(records: list[dict[str, Any]], path: Path) -> Path:
     left.set_ylim(bottom=0)
     fig.suptitle("Lesion study: one block deleted at test time (x = cannot be deleted)",
                  fontsize=11)  # fmt: skip
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- per variant, over its seeds (the report) -----------------------------------------------
@@ -257,7 +278,7 @@ def plot_gradient_flow(records: list, path: Path) -> Path:
     fig.colorbar(image, ax=axes, label="log10 ‖∇W‖ / ‖W‖")
     fig.suptitle("Gradient flow: gradient relative to the weights, each 3×3 conv layer",
                  fontsize=11)  # fmt: skip
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_gradient_profile(groups: list[dict[str, Any]], path: Path) -> Path:
@@ -283,7 +304,7 @@ def plot_gradient_profile(groups: list[dict[str, Any]], path: Path) -> Path:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_landscape_seeds(groups: list[dict[str, Any]], path: Path) -> Path:
@@ -318,7 +339,7 @@ def plot_landscape_seeds(groups: list[dict[str, Any]], path: Path) -> Path:
         plot_landscape_2d(planes, axes=list(axes[1:]))
     fig.suptitle("Loss landscape around the trained weights (Li et al. 2018); 2-D: the mean "
                  "increase over seeds", fontsize=11)  # fmt: skip
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_lesion_seeds(groups: list[dict[str, Any]], path: Path) -> Path:
@@ -360,4 +381,4 @@ def plot_lesion_seeds(groups: list[dict[str, Any]], path: Path) -> Path:
     left.set_ylim(bottom=0)
     fig.suptitle("Lesion study: one block deleted at test time; mean over seeds, range shaded "
                  "(x = cannot be deleted)", fontsize=11)  # fmt: skip
-    return _save(fig, path)
+    return save_figure(fig, path)

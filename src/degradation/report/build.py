@@ -164,7 +164,8 @@ def _unreadable_blocks(unreadable: list[Unreadable], root: Path) -> list[Block]:
     return [
         Heading(UNREADABLE_TITLE),
         Paragraph(
-            f"{len(unreadable)} file(s) of {folders} run folder(s) could not be read; "
+            f"{len(unreadable)} file(s) of {folders} run folder(s) could not be read or are "
+            "missing; "
             f"{left_out} run(s) are left out of everything above{kept}."
         ),
         tables.unreadable_table(unreadable, root),

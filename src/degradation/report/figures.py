@@ -31,12 +31,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from degradation.analyze.plots import literal_text, save_figure  # noqa: E402
 from degradation.report.runs import Run, Variant  # noqa: E402
 from degradation.report.stats import describe  # noqa: E402
 
 SKIP_TITLES = {"none": "plain (no skip)", "add": "residual (add)", "concat": "concatenation"}
 SKIP_STYLES = {"none": "--", "add": "-", "concat": ":"}
-DPI = 100
 
 
 def slug(text: str) -> str:
@@ -82,6 +82,17 @@ def _left_out(variants: list[Variant]) -> str:
     return f" {n} diverged or failed run(s) left out (see 'Runs not in the means')." if n else ""
 
 
+def _no_curves(variants: list[Variant]) -> str:
+    """Variants drawn without curves: none of their completed runs has a readable metrics.csv."""
+    bare = [v.label for v in variants if v.usable and not any(r.metrics for r in v.usable)]
+    if not bare:
+        return ""
+    return (
+        f" No curves for {', '.join(bare)}: no readable metrics.csv (see 'Runs that could not "
+        "be read')."
+    )
+
+
 def _seeds_note(variants: list[Variant]) -> str:
     counts = sorted({len(v.usable) for v in variants if v.usable})
     if counts == [1]:
@@ -110,6 +121,7 @@ def fig1(study: str, variants: list[Variant]) -> dict | None:
         "caption": f"Fig. 1 style ({study}): training error (left) and validation error (right, "
         "solid; the final test error is the cross) vs iterations for plain nets of two depths."
         + _seeds_note(pair)
+        + _no_curves(pair)
         + _left_out(pair),
         "panels": [
             {"title": "training error", "series": train},
@@ -145,6 +157,7 @@ def fig6(study: str, variants: list[Variant]) -> dict | None:
         "solid = validation error (held-out split of the training set; the paper plots test "
         "error), × = final test error; one colour per depth."
         + _seeds_note(used)
+        + _no_curves(used)
         + _left_out(variants),
         "panels": panels,
     }
@@ -241,6 +254,8 @@ def _draw_series(ax, s: dict, colour, kind: str) -> None:
     # a value too large to draw (an overflowed spread, a hand-edited file) is a gap, not a crash
     mean = [scale * m if m is not None and math.isfinite(m) else math.nan for m in s["mean"]]
     std = [scale * v if v is not None and math.isfinite(v) else 0.0 for v in s["std"]]
+    if all(math.isnan(m) for m in mean):  # nothing to draw (no metrics.csv): no legend entry
+        return
     if s["metric"] == "test/error":
         ax.errorbar(x, mean, yerr=std, fmt="x", color=colour, markersize=9, mew=2,
                     label=s["label"])  # fmt: skip
@@ -297,8 +312,6 @@ def render(figure: dict, out_dir: Path, colours: dict[int, Any], variants: list[
             for ax in axes[0]:
                 getattr(ax, put)(min(lows) - pad, max(highs) + pad)
     fig.suptitle(figure["title"], fontsize=11)
+    literal_text(fig)  # before tight_layout measures it
     fig.tight_layout()
-    path = Path(out_dir) / f"{figure['id']}.png"
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(out_dir) / f"{figure['id']}.png")

@@ -19,7 +19,7 @@ the number of seeds. The others are `Variant.duplicates`, listed by the report.
 
 A run folder whose summary.json or .hydra/config.yaml cannot be read is left out and listed
 (`read_runs`); one whose metrics.csv or layer_responses.json cannot be read stays in, without
-that part, and is listed too (`Run.unreadable`).
+that part, and is listed too (`Run.unreadable`), as is a completed run that lacks either.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ NOT_RECIPE_KEYS = ("data.root", "data.download", "data.verify", "data.num_worker
 NOT_RECIPE_KEYS += ("data.eval_batch_size",)
 MAX_LABEL_KEYS = 3  # more differing keys than this: recipes are lettered instead
 SKIP_ORDER = {"none": 0, "add": 1, "concat": 2}
+# What every completed run of this program leaves besides summary.json and .hydra/ (train.py)
+COMPLETED_RUN_FILES = (METRICS, LAYER_RESPONSES)
 # What the report does without a file it cannot read (by the file's path in the run folder)
 EFFECTS = {
     SUMMARY: "run left out",
@@ -282,7 +284,24 @@ def load_run(path: Path) -> Run:
         run.responses = read_layer_responses(path)
     except RunFolderError as err:
         run.unreadable.append(Unreadable.of(path, err))
+    if run.usable:
+        run.unreadable += _missing(run)
     return run
+
+
+def _missing(run: Run) -> list[Unreadable]:
+    """The files every completed run writes that this one lacks (deleted, or not copied
+    with the folder): listed like unreadable ones, never taken for "every file was read"."""
+    listed = {u.file for u in run.unreadable}
+    found = {METRICS: run.metrics, LAYER_RESPONSES: run.responses}
+    missing = []
+    for name in COMPLETED_RUN_FILES:
+        if name in listed or found[name]:
+            continue
+        exists = (run.path / name).is_file()
+        reason = "holds no rows" if exists and name == METRICS else "no such file"
+        missing.append(Unreadable(run.path, name, f"{reason}; a completed run writes it"))
+    return missing
 
 
 def recipe_of(run: Run) -> dict[str, Any]:
