@@ -26,10 +26,10 @@ naming its file (`naming_full_disk`), for the one-line error of train.py. Checkp
 back with `torch.load(weights_only=True)`: opening a run folder never runs code
 (`load_checkpoint_file`). Everything else in the package (training, resume, the analyses, the
 report, the W&B report) reads and writes these files through the functions here;
-docs/run-folder.md describes the folder and its guarantees for users. The readers check what they read
-(JSON objects with the keys and types used, numbers in the CSV files, matching array shapes): a
-file that is there but cannot be read is a `RunFolderError` naming it and the reason, which the
-report and the analyses list and go on without (docs/reports.md).
+docs/run-folder.md describes the folder and its guarantees for users. The readers check what
+they read (JSON objects with the keys and types used, numbers in the CSV files, matching
+array shapes): a file that is there but cannot be read is a `RunFolderError` naming it and
+the reason, which the report and the analyses list and go on without (docs/reports.md).
 
 A folder's name comes from the job's overrides less the keys that do not define a run
 (`run_dir_name`), and what it computes is identified by `config_hash`: both derive from
