@@ -78,6 +78,7 @@ WANDB_RUN_ID = "wandb_run_id"
 TENSORBOARD = "tensorboard"
 LANDSCAPE = "landscape.npz"
 LESION = "lesion.json"
+EVALUATION = "evaluation"  # degradation.evaluate: evaluation/<checkpoint>-<split>.json
 
 # Keys already spelled out by the folder's path (output_root/sweeps/<name>/...) or standing for
 # a set of values (an experiment file): never repeated in the folder's own name.
@@ -215,6 +216,11 @@ def write_layer_responses(run_dir: Path, record: dict[str, Any]) -> Path:
 
 def analysis_dir(run_dir: Path) -> Path:
     return Path(run_dir) / ANALYSIS
+
+
+def write_evaluation(run_dir: Path, checkpoint: str, split: str, record: dict) -> Path:
+    """evaluation/<checkpoint>-<split>.json (degradation.evaluate), replaced in one rename."""
+    return write_json(Path(run_dir) / EVALUATION / f"{checkpoint}-{split}.json", record)
 
 
 def write_lesion(run_dir: Path, record: dict[str, Any]) -> Path:
