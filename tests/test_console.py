@@ -137,3 +137,19 @@ def test_durations_read_like_a_person_writes_them():
     assert [duration(s) for s in (0, 45.4, 185, 3720, 90061)] == [
         "0s", "45s", "3m 05s", "1h 02m", "25h 01m",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("line", "offered"),
+    [("skip=", "skip=add"), ("shortcut=", "shortcut=zero_pad"), ("data.normalize=", None),
+     ("compile=", "compile=auto"), ("family=keras shortcut=", "shortcut=all_projection")],
+)  # fmt: skip
+def test_tab_completion_offers_plain_values(tmp_path, line, offered):
+    """Hydra's bash completion (docs/cli.md) shows a setting's value as str() writes it."""
+    proc = run_cli("--shell-completion", "query=bash", cwd=tmp_path,
+                   env={"COMP_LINE": f"degradation-run {line}"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    words = proc.stdout.split()
+    assert len(words) == 1 and "." not in words[0].split("=", 1)[1], words
+    if offered is not None:
+        assert words == [offered]
