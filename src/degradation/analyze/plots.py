@@ -31,10 +31,11 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless back
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from degradation.report.figure_files import LEGEND_FONTSIZE, save_figure  # noqa: E402
+
 SKIP_ORDER = {"none": 0, "add": 1, "concat": 2}
 SKIP_STYLES = {"none": "--", "add": "-", "concat": ":"}
 SKIP_TITLES = {"none": "plain", "add": "residual", "concat": "concatenation"}
-DPI = 100
 LINTHRESH = 0.01  # loss increases below this (nats): linear in 1-D, the lowest level in 2-D
 
 
@@ -42,11 +43,7 @@ LINTHRESH = 0.01  # loss increases below this (nats): linear in 1-D, the lowest 
 
 
 def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)  # the PNG and its SVG copy (report/figure_files.py)
 
 
 def _figure(**kwargs):
@@ -106,7 +103,7 @@ def plot_landscape_1d(
     ax.set_ylabel("loss − loss at the trained weights")
     ax.set_title("1-D loss landscape, each net against its own centre", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=LEGEND_FONTSIZE)
     return _save(fig, path) if fig is not None else None
 
 
@@ -201,7 +198,7 @@ def plot_lesion(records: list[dict[str, Any]], path: Path) -> Path:
         ax.set_ylabel(y_label)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=LEGEND_FONTSIZE)
     left.set_ylim(bottom=0)
     fig.suptitle("Lesion study: one block deleted at test time (x = cannot be deleted)",
                  fontsize=11)  # fmt: skip
@@ -281,7 +278,7 @@ def plot_gradient_profile(groups: list[dict[str, Any]], path: Path) -> Path:
         ax.set_ylabel(y)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=LEGEND_FONTSIZE)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, path)
 
@@ -313,7 +310,7 @@ def plot_landscape_seeds(groups: list[dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("loss − loss at the trained weights")
     ax.set_title("1-D: each seed thin, the mean bold", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=LEGEND_FONTSIZE)
     if planes:
         plot_landscape_2d(planes, axes=list(axes[1:]))
     fig.suptitle("Loss landscape around the trained weights (Li et al. 2018); 2-D: the mean "
@@ -356,7 +353,7 @@ def plot_lesion_seeds(groups: list[dict[str, Any]], path: Path) -> Path:
         ax.set_ylabel(y_label)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=LEGEND_FONTSIZE)
     left.set_ylim(bottom=0)
     fig.suptitle("Lesion study: one block deleted at test time; mean over seeds, range shaded "
                  "(x = cannot be deleted)", fontsize=11)  # fmt: skip
