@@ -481,3 +481,18 @@ def test_mistakes_are_one_line_exit_2(runs, tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     (line,) = err.strip().splitlines()
     assert line.startswith("error: ") and message in line
+
+
+def test_piped_analyses_print_plain_lines_without_noise(runs, tmp_path):
+    """Into a pipe (no terminal): no progress bar redrawn with carriage returns, none of the
+    third-party lines the console rules filter (console.py), numbers formatted."""
+    run = runs["add"]
+    landscape = ["landscape", str(run), "--steps", "3", "--subset", "64", "--no-two-d"]
+    for command in (["lesion", str(run)], landscape):
+        result = analyze_cli(*command, cwd=tmp_path)  # progress bars asked for, not shown
+        assert result.returncode == 0, result.stderr[-3000:]
+        both = result.stdout + result.stderr
+        assert "\r" not in both, command[0]
+        for noise in ("💡", "litlogger", "Tip:", "FutureWarning", "LeafSpec", "it/s]"):
+            assert noise not in both, (command[0], noise)
+        assert "{" not in both and "}" not in both  # no raw dict

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -53,6 +54,14 @@ def test_bench_times_baseline_and_framework_for_each_model(tmp_path):
     table = result.stdout[result.stdout.index("baseline img/s") :]
     assert "resnet-8" in table and "resnet-14" in table and "b/a" in table
     assert "canonical sweep" not in result.stdout  # projected on a GPU only
+    # piped: plain lines, numbers formatted, none of the noise the console rules filter
+    both = result.stdout + result.stderr
+    assert "\r" not in both and "{" not in both
+    for noise in ("💡", "litlogger", "Tip:", "FutureWarning", "LeafSpec"):
+        assert noise not in both, noise
+    line = next(x for x in result.stdout.splitlines() if x.startswith("[bench] resnet-8:"))
+    assert re.fullmatch(r"\[bench\] resnet-8: baseline [\d.]+ img/s \(0 workers\), "
+                        r"framework [\d.]+ img/s", line), line  # fmt: skip
 
 
 def test_bench_on_a_cpu_times_each_speed_option_against_fp32_eager(tmp_path):

@@ -13,7 +13,7 @@ import termios
 from types import SimpleNamespace
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, summaries
 from hydra.core.hydra_config import HydraConfig
 
 from degradation.cli_help import SETTINGS, schema_keys
@@ -137,3 +137,50 @@ def test_durations_read_like_a_person_writes_them():
     assert [duration(s) for s in (0, 45.4, 185, 3720, 90061)] == [
         "0s", "45s", "3m 05s", "1h 02m", "25h 01m",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"]
+)
+def test_run_log_holds_the_lines_the_console_shows_under_every_launcher(tmp_path, out, launcher):
+    """run.log: the job's own lines, from the run folder's announcement at its start (before
+    any training line) to the outcome line, whichever process the launcher runs it in."""
+    proc = run_cli(*SWEEP, f"output_root={out}", *launcher, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shown = (proc.stdout + proc.stderr).splitlines()
+    runs = summaries(out)
+    assert sorted(s["name"] for s in runs.values()) == ["plain-8", "resnet-8"]
+    for run_dir, summary in runs.items():
+        variant = f"{summary['name']} s0"
+        log = (run_dir / "run.log").read_text()
+        assert "\r" not in log
+        lines = log.splitlines()
+        start = f"[run] {variant}: starting in {run_dir}"
+        assert lines[0] == start
+        assert lines[-1].startswith(f"{variant}: completed, train error ")
+        assert lines[-1].endswith(f" -> {run_dir}")
+        progress = [line for line in lines if line.startswith("[train] step ")]
+        assert [line.split()[2] for line in progress] == ["4/8", "8/8"]
+        assert any(line.startswith("[speed] precision ") for line in lines)
+        # Lightning's own note, as the console shows it (plain, or a logging record in a worker)
+        assert any(line.endswith("`Trainer.fit` stopped: `max_steps=8` reached.") for line in lines)
+        for line in lines:  # what the console showed, nothing else
+            assert line in shown, line
+        # the console names the folder when the job starts, before its first training line
+        assert shown.index(start) < shown.index(progress[0])
+
+
+@pytest.mark.parametrize(
+    ("line", "offered"),
+    [("skip=", "skip=add"), ("shortcut=", "shortcut=zero_pad"), ("data.normalize=", None),
+     ("compile=", "compile=auto"), ("family=keras shortcut=", "shortcut=all_projection")],
+)  # fmt: skip
+def test_tab_completion_offers_plain_values(tmp_path, line, offered):
+    """Hydra's bash completion (docs/cli.md) shows a setting's value as str() writes it."""
+    proc = run_cli("--shell-completion", "query=bash", cwd=tmp_path,
+                   env={"COMP_LINE": f"degradation-run {line}"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    words = proc.stdout.split()
+    assert len(words) == 1 and "." not in words[0].split("=", 1)[1], words
+    if offered is not None:
+        assert words == [offered]

@@ -201,7 +201,18 @@ def test_plain_twin_ignores_the_shortcut_and_records_the_net():
     assert residual.arch == {
         "family": "keras", "depth": 50, "block": "bottleneck", "skip": "add",
         "shortcut": "all_projection", "width": 1, "preact": False, "zero_init_residual": False,
+        "head_init": "pytorch", "num_classes": 10, "in_channels": 3,
     }  # fmt: skip
+
+
+def test_family_keras_picks_its_own_shortcut_as_the_command_line_does():
+    from degradation.resolvers import family_shortcut
+
+    with torch.device("meta"):
+        model = build_model(50, family="keras")  # no shortcut given: the family's own
+    assert model.arch["shortcut"] == "all_projection" == family_shortcut("keras")
+    with pytest.raises(UserError, match="shortcut='zero_pad' is not valid for a keras net"):
+        build_model(50, shortcut="zero_pad", family="keras")  # a wrong one is still refused
 
 
 # --- the analyses on the new net -----------------------------------------------------------

@@ -776,3 +776,70 @@ def test_a_completed_run_without_metrics_is_listed_and_its_curves_not_in_the_leg
     figures = json.loads((tmp_path / "report" / "figures.json").read_text())
     (caption,) = [f["caption"] for f in figures.values() if f["kind"] == "fig6"]
     assert "No curves for resnet-8: no readable metrics.csv" in caption
+
+
+def plain_run(root: Path, name: str, depth: int, skip: str, seed: int, stds: list[float]):
+    """A readable run folder with ordinary numbers, its layer responses and gradient norms."""
+    folder = root / f"{name},seed={seed}"
+    folder.mkdir(parents=True)
+    summary = {"name": name, "dataset": "synthetic", "seed": seed, "depth": depth, "skip": skip}
+    summary.update(status="completed", steps=10, wall_time_s=1.0, throughput_img_s=100.0)
+    error = 0.5 + 0.01 * depth + 0.01 * seed - 0.2 * (skip == "add")
+    summary.update(final={"train_error": error, "test_error": error}, best_val=None)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    metrics = f"step,train/error,val/error\n5,0.9,0.9\n10,{error},{error}\n"
+    (folder / "metrics.csv").write_text(metrics)
+    (folder / LAYER_RESPONSES).write_text(json.dumps({"std": stds}))
+    grads = "step,rms/stem.conv,rel/stem.conv,rms/stages.0,rel/stages.0\n"
+    grads += "2,0.1,0.01,0.2,0.02\n4,0.1,0.01,0.2,0.02\n"
+    (folder / "grad_norms.csv").write_text(grads)
+
+
+def test_figures_a_paper_can_use_and_the_count_the_report_prints(tmp_path, monkeypatch):
+    """Every figure (the report's and the analyses') as a PNG of at least 150 dpi and an SVG,
+    legends of at least 9 pt, Fig. 7 on a log axis once its stds span over two orders of
+    magnitude (a plain-56's explode), and the printed count is the number of files written."""
+    from PIL import Image
+
+    from degradation.report.figure_files import save_figure
+
+    ordinary = [1.0, 1.2, 1.5, 2.0]
+    for seed in (0, 1):
+        for name, depth, skip in (("plain-8", 8, "none"), ("plain-20", 20, "none"),
+                                  ("resnet-8", 8, "add")):  # fmt: skip
+            plain_run(tmp_path / "runs", name, depth, skip, seed, ordinary)
+            exploded = [1.3e5 * s for s in ordinary] if name == "plain-20" else ordinary
+            plain_run(tmp_path / "exploded", name, depth, skip, seed, exploded)
+    build_report(tmp_path / "runs", tmp_path / "linear")
+    fig7 = json.loads((tmp_path / "linear" / "figures.json").read_text())["fig7_synthetic"]
+    assert fig7["yscale"] == "linear"
+
+    legends = []
+
+    def recording(save):
+        def save_and_record(fig, path):
+            legends.extend(t.get_fontsize() for ax in fig.axes if ax.get_legend()
+                           for t in ax.get_legend().get_texts())  # fmt: skip
+            return save(fig, path)
+
+        return save_and_record
+
+    for module in ("degradation.report.figures", "degradation.analyze.plots"):
+        monkeypatch.setattr(f"{module}.save_figure", recording(save_figure))
+    out = tmp_path / "report"
+    build_report(tmp_path / "exploded", out)
+    fig7 = json.loads((out / "figures.json").read_text())["fig7_synthetic"]
+    means = [m for p in fig7["panels"] for s in p["series"] for m in s["mean"]]
+    assert max(means) / min(means) > 100 and fig7["yscale"] == "log"
+    assert legends and min(legends) >= 9
+
+    result = report_cli(str(tmp_path / "exploded"), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    pngs = sorted(out.glob("*.png"))
+    assert {p.name.split("_")[0] for p in pngs} >= {"fig7", "analysis"}
+    assert f"({len(pngs)} figures, each as PNG and SVG)" in result.stdout
+    assert sorted(out.glob("*.svg")) == [p.with_suffix(".svg") for p in pngs]
+    for png in pngs:
+        assert png.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
+        with Image.open(png) as image:
+            assert min(image.info["dpi"]) >= 149.9, png.name

@@ -30,6 +30,7 @@ def test_two_job_sweep_through_submitit_local_finishes_both(tmp_path, out):
     sweep = out / "sweeps" / "smoke"
     assert {p.parent for p in found} == {sweep}
     assert list((sweep / ".submitit").glob("*/*_result.pkl"))  # they ran as submitit jobs
+    assert not (sweep / ".submitit" / "%j").exists()  # submitit's folder pattern, made by it
 
 
 def _processes() -> dict[int, list[str]]:

@@ -522,15 +522,19 @@ def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
                 **meta,
             }
         )
-        print(f"[bench] resnet-{depth}: baseline {baselines}, framework {framework:.1f} img/s")
+        shown = ", ".join(f"{v:.1f} img/s ({n} workers)" for n, v in baselines.items())
+        print(f"[bench] resnet-{depth}: baseline {shown or 'not run'}, "
+              f"framework {framework:.1f} img/s")  # fmt: skip
     return records
 
 
 def main(argv: list[str] | None = None) -> int:
     """0 when the benchmark ran; 2 for a mistake (an option, a --json location that cannot be
     written), one line `error: ...` on stderr before anything runs."""
+    from degradation.console import quiet_third_party
     from degradation.preflight import check_writable_file
 
+    quiet_third_party()  # Lightning's tips, a torch deprecation inside Lightning (console.py)
     try:
         args = parse_args(argv)
         if args.json is not None:

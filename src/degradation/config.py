@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, List, Optional
 
 from omegaconf import II
@@ -28,70 +28,70 @@ from degradation.choices import value
 from degradation.errors import UserError
 
 
-class Skip(str, Enum):
+# Choices are StrEnums: str() and f-strings give the plain value ("add", not "Skip.add"), as
+# Hydra's tab completion shows a setting's value (`skip=<TAB>` completes to `skip=add`).
+class Skip(StrEnum):
     none = "none"  # plain net
     add = "add"  # residual: F(x) + shortcut(x)
     concat = "concat"  # BN(conv1x1([shortcut(x), F(x)]))
 
 
-class Shortcut(str, Enum):
+class Shortcut(StrEnum):
     zero_pad = "zero_pad"  # option A
     projection = "projection"  # option B
     all_projection = "all_projection"  # option C
 
 
-class Family(str, Enum):
+class Family(StrEnum):
     cifar = "cifar"
     imagenet = "imagenet"
     keras = "keras"  # a Keras tutorial's "ResNet-50 for CIFAR-10" (models/keras.py)
 
 
-class Block(str, Enum):
+class Block(StrEnum):
     basic = "basic"
     bottleneck = "bottleneck"
 
 
-class HeadInit(str, Enum):
+class HeadInit(StrEnum):
     """How the classifier (the final nn.Linear) is initialised (docs/recipe.md)."""
 
     pytorch = "pytorch"  # nn.Linear's default, as torchvision's resnet.py keeps it
     he_normal = "he_normal"  # N(0, 2/fan_in) weights, zero bias, like the convs (He et al.)
 
 
-class Normalize(str, Enum):
+class Normalize(StrEnum):
     per_channel = "per_channel"  # (x - mean_c) / std_c over the training split
     per_pixel_mean = "per_pixel_mean"  # the paper: subtract the per-pixel mean image
     none = "none"
 
 
-class PadValue(str, Enum):
+class PadValue(StrEnum):
     """What the augmentation's padding holds (docs/recipe.md)."""
 
     zero = "zero"  # raw pixels padded with 0 (black), then normalised: the pad is -mean/std
     mean = "mean"  # normalised, then padded with 0: the pad is the mean (fb.resnet.torch)
 
 
-class Loader(str, Enum):
+class Loader(StrEnum):
     tensor = "tensor"  # uint8 tensors, batched augmentation; resident on the GPU under CUDA
     torchvision = "torchvision"  # the common recipe: per-sample transforms, DataLoader workers
 
 
 # Functional form so that the member names are torch.compile's own mode names.
-Compile = Enum(
-    "Compile",
-    {m: m for m in ("auto", "none", "default", "reduce-overhead", "max-autotune")},
-    type=str,
+Compile = StrEnum(
+    "Compile", {m: m for m in ("auto", "none", "default", "reduce-overhead", "max-autotune")}
 )
 Compile.__doc__ = "torch.compile mode; auto: reduce-overhead (CUDA graphs) on CUDA, none on CPU"
 
 
-class LoggerKind(str, Enum):
+class LoggerKind(StrEnum):
     csv = "csv"  # metrics.csv (always written)
     wandb = "wandb"  # a W&B run
     tensorboard = "tensorboard"  # TensorBoard event files in RUN_DIR/tensorboard
 
 
-class WandbMode(str, Enum):
+class WandbMode(StrEnum):
     auto = "auto"  # online with an API key or `wandb login`, offline otherwise
     online = "online"
     offline = "offline"  # files under the run folder; upload later with `wandb sync`

@@ -8,16 +8,28 @@ to `on_train_window_end`, where the warm-up ends.
 
 from __future__ import annotations
 
+import dataclasses
 from bisect import bisect_right
+from collections.abc import Mapping
+from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 
 from degradation.config import OptimConfig
-from degradation.models import member_loss
+from degradation.models import build_model, member_loss, pack_models
 from degradation.rundir import STATE_KEY
+
+
+def _rebuild(arch: Mapping) -> nn.Module:
+    """The net an `arch` records: build_model's kwargs, or a packed net's members' archs."""
+    if "members" in arch:
+        return pack_models([build_model(**member) for member in arch["members"]])
+    return build_model(**arch)
+
 
 # Logger keys of the evaluations: `val/loss`, `val/error`; at the end of a run the test set
 # twice (train.py), the final model as `test/loss`, `test/error` and best.ckpt as
@@ -32,18 +44,54 @@ def scheduled_lr(optim: OptimConfig, step: int, warming_up: bool) -> float:
     return optim.lr * optim.gamma ** bisect_right(list(optim.milestones), step)
 
 
+def _plain_optim(optim: Any) -> dict[str, Any]:
+    """The optimiser settings as plain values (a run config's DictConfig, an OptimConfig or a
+    mapping): what a checkpoint may hold and still load with weights_only=True."""
+    if OmegaConf.is_config(optim):
+        return OmegaConf.to_container(optim, resolve=True)
+    if dataclasses.is_dataclass(optim):
+        return dataclasses.asdict(optim)
+    return dict(optim)
+
+
 class Classifier(L.LightningModule):
-    def __init__(self, model: nn.Module, optim: OptimConfig, fused_sgd: bool = False):
+    """`model` is a net, or `build_model`'s keyword arguments (a net's `arch`): the module
+    saves the net's `arch`, the optimiser settings and fused_sgd as its hyperparameters, in
+    plain values only, so that `Classifier.load_from_checkpoint(path)` rebuilds the net from
+    a checkpoint that loads with weights_only=True. A net without `arch` (not built by
+    build_model) is passed again: `load_from_checkpoint(path, model=net)`."""
+
+    def __init__(self, model: nn.Module | dict | None, optim: Any, fused_sgd: bool = False):
         super().__init__()
+        if isinstance(model, Mapping):
+            model = _rebuild(model)
+        if model is None:
+            raise TypeError(
+                "Classifier needs a model: this checkpoint records no architecture (its net "
+                "was not built by build_model); pass one: load_from_checkpoint(path, model=net)"
+            )
+        arch = getattr(model, "arch", None)
+        # logger=False: the run's loggers record the whole run config themselves (loggers.py)
+        self.save_hyperparameters(
+            {"model": arch, "optim": _plain_optim(optim), "fused_sgd": bool(fused_sgd)},
+            logger=False,
+        )
         self.model = model
-        self.optim = optim
+        self.optim = OptimConfig(**optim) if isinstance(optim, Mapping) else optim
         self.fused_sgd = fused_sgd
         # ResNet-110 warm-up (He et al. 2015, Sec. 4.2): warmup_lr until the training error of
         # a window drops below warmup_until_error; warmup_max_steps is only a safety cap
-        self.warming_up = optim.warmup_lr is not None
+        self.warming_up = self.optim.warmup_lr is not None
         self.warmup_end_step: int | None = None
         self.warmup_end_reason: str | None = None  # "error" (the paper's rule) or "cap"
         self.test_prefix = TEST_PREFIX  # train.py sets BEST_TEST_PREFIX to test best.ckpt
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, **kwargs) -> Classifier:
+        """Lightning's loader, always with weights_only=True (a crafted file cannot run code,
+        as everywhere in this program: rundir.load_checkpoint_file)."""
+        kwargs["weights_only"] = True
+        return super().load_from_checkpoint(checkpoint_path, map_location, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

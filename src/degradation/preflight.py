@@ -25,6 +25,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from shutil import which
 from typing import Any
 
 from hydra import compose, initialize_config_module
@@ -227,11 +228,24 @@ def check_hydra_overrides(overrides: list[str], config_name: str = "config") -> 
     ]
     for variant in job_variants(overrides) if ours else []:
         try:
-            compose(config_name, overrides=variant + ours, return_hydra_config=True)
+            composed = compose(config_name, overrides=variant + ours, return_hydra_config=True)
         except (ConfigCompositionException, MissingConfigException, OverrideParseException) as e:
             raise UserError(_explain(e, variant + ours, config_name)) from None
         except Exception as err:  # Hydra's own assertions, e.g. a key below a null node
             raise UserError(f"{' '.join(ours)}: {_first_line(err)}") from None
+        check_launcher_available(composed.hydra.launcher, ours)
+
+
+def check_launcher_available(launcher: DictConfig, overrides: list[str]) -> None:
+    """A SLURM launcher needs SLURM's sbatch on this machine; without it submitit fails with
+    a long traceback once the sweep starts."""
+    if str(launcher.get("_target_", "")).endswith(".SlurmLauncher") and not which("sbatch"):
+        given = next((o for o in overrides if o.startswith("hydra/launcher=")), "the launcher")
+        raise UserError(
+            f"{given} needs SLURM, and this machine has none (no sbatch command on the PATH); "
+            "run it where SLURM is (a cluster's login node), or choose "
+            "hydra/launcher=submitit_local (the same path on this machine) or joblib"
+        )
 
 
 def check_output_root(root: str) -> None:

@@ -106,12 +106,7 @@ def hydra_entry(cfg: DictConfig) -> dict[str, Any]:
             raise
         error = f"{type(err).__name__}: {first_line(err)}"  # the traceback is in summary.json
         return {"status": "failed", "error": error, "run_dir": str(run_dir)}
-    final = summary.get("final") or {}
-    print(
-        f"{summary['name']} s{summary['seed']}: {summary['status']}, "
-        f"train error {_fraction(final.get('train_error'))}, "
-        f"test error {_fraction(final.get('test_error'))} -> {run_dir}"
-    )
+    # train() printed the outcome line (into run.log too)
     error = f"at step {summary.get('diverged_step')}" if summary["status"] == "diverged" else None
     return {"status": summary["status"], "error": error, "run_dir": str(run_dir)}
 
@@ -131,10 +126,6 @@ def _interrupted(err, run_dir: Path) -> None:
     line = f"interrupted by {err.signal_name}: {run_dir} is left as status interrupted; {resume}"
     print(line, file=sys.stderr)
     sys.exit(err.exit_code)
-
-
-def _fraction(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4f}"
 
 
 def main() -> None:

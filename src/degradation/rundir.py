@@ -82,12 +82,14 @@ WANDB_RUN_ID = "wandb_run_id"
 TENSORBOARD = "tensorboard"
 LANDSCAPE = "landscape.npz"
 LESION = "lesion.json"
+EVALUATION = "evaluation"  # degradation.evaluate: evaluation/<checkpoint>-<split>.json
 REPLACED = ".replaced"
 # What a run writes and a fresh start replaces (`set_aside_run`), summary.json first: once it
 # is gone no interruption can leave a finished label over missing files. .hydra/ and run.log
 # are the job's record (rewritten, appended), wandb/ may hold offline runs not yet uploaded.
 RUN_OUTPUTS = (
     SUMMARY, CHECKPOINTS, METRICS, GRAD_NORMS, LAYER_RESPONSES, TENSORBOARD, WANDB_RUN_ID, ANALYSIS,
+    EVALUATION,
 )  # fmt: skip
 
 # Keys already spelled out by the folder's path (output_root/sweeps/<name>/...) or standing for
@@ -243,6 +245,11 @@ def write_layer_responses(run_dir: Path, record: dict[str, Any]) -> Path:
 
 def analysis_dir(run_dir: Path) -> Path:
     return Path(run_dir) / ANALYSIS
+
+
+def write_evaluation(run_dir: Path, checkpoint: str, split: str, record: dict) -> Path:
+    """evaluation/<checkpoint>-<split>.json (degradation.evaluate), replaced in one rename."""
+    return write_json(Path(run_dir) / EVALUATION / f"{checkpoint}-{split}.json", record)
 
 
 def write_lesion(run_dir: Path, record: dict[str, Any]) -> Path:

@@ -44,7 +44,7 @@ from degradation.callbacks import (
 )
 from degradation.choices import value
 from degradation.config import model_kwargs, variant_name
-from degradation.console import interactive
+from degradation.console import copy_console_to, interactive
 from degradation.data import ImageDataModule, per_device_batch_size
 from degradation.ddp_relaunch import end_job_processes
 from degradation.distributed import cluster_plugins, distributed_trainer_args, is_global_zero
@@ -170,10 +170,27 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                     _job_record(run_dir, cfg),
                     Interruption(every=cfg.log_every).catching() as interruption,
                 ):
-                    return _run(cfg, run_dir, dm, data, plan, run_hash, speed, interruption)
+                    summary = _run(cfg, run_dir, dm, data, plan, run_hash, speed, interruption)
+                    print(outcome_line(summary, run_dir))  # run.log's last line too
+                    return summary
             finished = plan.finished
     print(f"[resume] {run_dir}: already {finished['status']}, skipping")
+    print(outcome_line(finished, run_dir))
     return finished
+
+
+def outcome_line(summary: dict[str, Any], run_dir: Path) -> str:
+    """'resnet-20 s0: completed, train error 0.1234, test error 0.2345 -> RUN_DIR'."""
+    final = summary.get("final") or {}
+    return (
+        f"{summary['name']} s{summary['seed']}: {summary['status']}, "
+        f"train error {_fraction(final.get('train_error'))}, "
+        f"test error {_fraction(final.get('test_error'))} -> {run_dir}"
+    )
+
+
+def _fraction(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
 
 
 def _run(
@@ -188,6 +205,8 @@ def _run(
 ) -> dict[str, Any]:
     if plan.checkpoint is not None:
         print(f"[resume] {run_dir}: resuming from {plan.checkpoint.name} at step {plan.step}")
+    elif is_global_zero():  # where to look while it trains (a sweep's lines name the job only)
+        print(f"[run] {variant_name(cfg)} s{cfg.seed}: starting in {run_dir}")
     started = time.time()
     trainer = callbacks = None  # for an interruption before they exist
     summary: dict[str, Any] = {
@@ -297,20 +316,25 @@ def _run(
 @contextmanager
 def _job_record(run_dir: Path, cfg: DictConfig) -> Iterator[None]:
     """.hydra/ and run.log of a job that trains (Hydra writes neither: `hydra.output_subdir:
-    null`, conf/hydra/job_logging/console.yaml), by global rank 0 only."""
+    null`, conf/hydra/job_logging/console.yaml), by global rank 0 only. run.log gets what the
+    console gets while the job trains, whatever the launcher: the lines it prints (progress,
+    warnings, the outcome) and its logging records, in Hydra's format."""
     if not is_global_zero():
         yield
         return
     write_job_config(run_dir, cfg)
     discard_replaced(run_dir)  # the new run holds the folder and has its record: the old goes
-    log = logging.FileHandler(run_dir / LOG)  # appends: a resumed run goes on
-    log.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-    logging.getLogger().addHandler(log)
-    try:
-        yield
-    finally:
-        logging.getLogger().removeHandler(log)
-        log.close()
+    with open(run_dir / LOG, "a", encoding="utf-8") as log:  # appends: a resumed run goes on
+        records = logging.StreamHandler(log)
+        records.setFormatter(
+            logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+        )
+        logging.getLogger().addHandler(records)
+        try:
+            with copy_console_to(log):
+                yield
+        finally:
+            logging.getLogger().removeHandler(records)
 
 
 @contextmanager

@@ -78,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """A progress bar on a terminal only: piped or in a file its redraws would pile up."""
+    from degradation.console import interactive
+
+    return not args.no_progress and interactive()
+
+
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
@@ -121,7 +128,7 @@ def _landscape(args, run_dirs: list[Path]) -> int:
         run = load_run(run_dir, args.checkpoint, args.device)
         print(f"landscape: {run.name} ({run_dir}) on {run.device}, {args.steps} points per axis")
         path = landscape_run(run, args.steps, args.span, args.subset, args.two_d, args.seed,
-                             args.batch_size, progress=not args.no_progress)  # fmt: skip
+                             args.batch_size, progress=_progress(args))  # fmt: skip
         data = {**read_landscape(run_dir), "label": run.name}
         mid = len(data["loss_1d"]) // 2
         print(f"  loss at the trained weights {data['loss_1d'][mid]:.4f}, at -/+{args.span}: "
@@ -146,7 +153,7 @@ def _lesion(args, run_dirs: list[Path]) -> int:
 
     def analyse(run_dir: Path) -> dict:
         run = load_run(run_dir, args.checkpoint, args.device)
-        record = lesion_run(run, args.limit, args.batch_size, progress=not args.no_progress)
+        record = lesion_run(run, args.limit, args.batch_size, progress=_progress(args))
         kept = [b["block"] for b in record["blocks"] if not b["deleted"]]
         errors = [b["test_error"] for b in record["blocks"] if b["deleted"]]
         worst = max((e for e in errors if e is not None), default=None)
@@ -188,6 +195,9 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from degradation.console import quiet_third_party
+
+    quiet_third_party()  # Lightning's tips, a torch deprecation inside Lightning (console.py)
     try:
         args = _parser().parse_args(argv)
         from degradation.preflight import check_writable_folder

@@ -57,6 +57,7 @@ from degradation.analyze.summaries import (
 )
 from degradation.errors import UserError
 from degradation.models.measure import REL, RMS
+from degradation.report.figure_files import remove_figure
 from degradation.report.runs import Run, group_runs, read_runs
 from degradation.rundir import (
     SUMMARY,
@@ -637,8 +638,9 @@ def analysis_figures(
     problems = [] if unreadable is None else unreadable
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob(f"{PREFIX}*.png"), out / RECORD]:  # of an earlier call
-        stale.unlink(missing_ok=True)
+    for stale in out.glob(f"{PREFIX}*.png"):  # of an earlier call, with its SVG copy
+        remove_figure(stale)
+    (out / RECORD).unlink(missing_ok=True)
     variants = variants_of(_as_runs(runs, problems))
     variants.sort(key=lambda v: (v.dataset, v.recipe, v.depth or 0, SKIP_ORDER.get(v.skip, 9),
                                  v.label))  # fmt: skip

@@ -29,45 +29,17 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from degradation.report.figure_files import LEGEND_FONTSIZE, save_figure  # noqa: E402
 
 SKIP_ORDER = {"none": 0, "add": 1, "concat": 2}
 SKIP_STYLES = {"none": "--", "add": "-", "concat": ":"}
 SKIP_TITLES = {"none": "plain", "add": "residual", "concat": "concatenation"}
-DPI = 100
 LINTHRESH = 0.01  # loss increases below this (nats): linear in 1-D, the lowest level in 2-D
 
 
 # --- per run (the CLI) --------------------------------------------------------------------
-
-
-def save_figure(fig, path: Path) -> Path:
-    """Write the figure (every figure of the analyses and the report goes through here), its
-    text drawn as written (`literal_text`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    literal_text(fig)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
-
-
-def literal_text(fig) -> None:
-    """Titles, labels and legends hold text from run folders (names, config values): a `$`
-    there must not reach matplotlib's math parser (a parse error would end the report), nor a
-    matplotlibrc's usetex LaTeX. Call before anything measures the text (tight_layout); tick
-    labels keep their formatter's mathtext (10⁻² on log axes)."""
-    formatted = set()
-    for ax in fig.axes:
-        for axis in (ax.xaxis, ax.yaxis):
-            formatted.add(axis.offsetText)
-            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
-                formatted.update((tick.label1, tick.label2))
-    for text in fig.findobj(Text):
-        if text not in formatted:
-            text.set_parse_math(False)
-            text.set_usetex(False)
 
 
 def _figure(**kwargs):
@@ -127,7 +99,7 @@ def plot_landscape_1d(
     ax.set_ylabel("loss − loss at the trained weights")
     ax.set_title("1-D loss landscape, each net against its own centre", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=LEGEND_FONTSIZE)
     return save_figure(fig, path) if fig is not None else None
 
 
@@ -222,7 +194,7 @@ def plot_lesion(records: list[dict[str, Any]], path: Path) -> Path:
         ax.set_ylabel(y_label)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=LEGEND_FONTSIZE)
     left.set_ylim(bottom=0)
     fig.suptitle("Lesion study: one block deleted at test time (x = cannot be deleted)",
                  fontsize=11)  # fmt: skip
@@ -302,7 +274,7 @@ def plot_gradient_profile(groups: list[dict[str, Any]], path: Path) -> Path:
         ax.set_ylabel(y)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=LEGEND_FONTSIZE)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return save_figure(fig, path)
 
@@ -334,7 +306,7 @@ def plot_landscape_seeds(groups: list[dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel("loss − loss at the trained weights")
     ax.set_title("1-D: each seed thin, the mean bold", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=LEGEND_FONTSIZE)
     if planes:
         plot_landscape_2d(planes, axes=list(axes[1:]))
     fig.suptitle("Loss landscape around the trained weights (Li et al. 2018); 2-D: the mean "
@@ -377,7 +349,7 @@ def plot_lesion_seeds(groups: list[dict[str, Any]], path: Path) -> Path:
         ax.set_ylabel(y_label)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=LEGEND_FONTSIZE)
     left.set_ylim(bottom=0)
     fig.suptitle("Lesion study: one block deleted at test time; mean over seeds, range shaded "
                  "(x = cannot be deleted)", fontsize=11)  # fmt: skip

@@ -1,6 +1,7 @@
 """A finished run, loaded back for analysis: its config, data and trained model.
 
     load_run(run_dir, checkpoint="last", device="auto") -> TrainedRun
+    (public as `degradation.load_run`; a run's numbers on a split: degradation.evaluate)
 
 The model is rebuilt from `.hydra/config.yaml` with `build_model(**model_kwargs(...))` and
 loaded from `checkpoints/{last,best}.ckpt` (rundir reads both); the data module is the run's
@@ -57,6 +58,8 @@ def load_run(run_dir: Path, checkpoint: str = "last", device: str = "auto") -> T
     run_dir = Path(run_dir)
     if checkpoint not in CHECKPOINT_CHOICES:
         raise UserError(f"--checkpoint {checkpoint!r} is not valid; choose one of: last, best")
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such folder; give a run folder (it holds {CONFIG})")
     if not (run_dir / CONFIG).is_file():
         raise UserError(f"{run_dir}: no {CONFIG}; is it a run folder?")
     ckpt_path = run_dir / CHECKPOINTS / f"{checkpoint}.ckpt"

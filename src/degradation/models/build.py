@@ -9,6 +9,7 @@ from degradation.choices import check_choice
 from degradation.errors import UserError
 
 from .blocks import BLOCK_TYPES, BLOCKS
+from .keras import SHORTCUT as KERAS_SHORTCUT
 from .keras import build_keras
 from .resnet import ResNet
 from .shortcuts import SHORTCUTS
@@ -73,10 +74,16 @@ def _resolve_depth(family: str, depth: int, block: str | None) -> tuple[str, tup
     return block, (per_stage,) * 3
 
 
+def _family_shortcut(family: str) -> str:
+    """The family's own shortcut, `shortcut=None`'s choice: the command line's default too
+    (resolvers.family_shortcut; tests/test_keras.py checks they agree)."""
+    return KERAS_SHORTCUT if family == "keras" else "zero_pad"
+
+
 def build_model(
-    depth: int = 56,
+    depth: int = 20,
     skip: object = "add",
-    shortcut: object = "zero_pad",
+    shortcut: object = None,
     num_classes: int = 10,
     in_channels: int = 3,
     *,
@@ -89,12 +96,15 @@ def build_model(
 ) -> ResNet:
     """Check a configuration and build the net; `model.arch` records what was built.
 
+    The defaults are the command line's (`python -m degradation.run` trains this net).
     Choices may be strings or `str` Enum members. `block=None` picks the family's natural
-    block. With skip='none' the shortcut and zero_init_residual do not apply and are ignored
-    (a given shortcut name must still be a valid one; `arch` records None and False).
-    family='keras' (models/keras.py) takes depth 50 only and, with skip='add',
-    shortcut='all_projection' only. Raises `UserError` (a ValueError) with a
-    one-line message.
+    block, `shortcut=None` the family's own shortcut, as the command line does: zero_pad
+    (option A), all_projection for keras. With skip='none' the shortcut and
+    zero_init_residual do not apply and are ignored (a given shortcut name must still be a
+    valid one; `arch` records None and False). family='keras' (models/keras.py) takes depth
+    50 only and, with skip='add', shortcut='all_projection' only. `build_model(**model.arch)`
+    builds the same net again (module.Classifier's checkpoints rely on it). Raises
+    `UserError` (a ValueError) with a one-line message.
     """
     family = check_choice("family", family, FAMILIES)
     block = None if block is None else check_choice("block", block, BLOCKS)
@@ -107,12 +117,9 @@ def build_model(
             check_choice("shortcut", shortcut, SHORTCUTS)
         shortcut = None
     else:
-        if shortcut is None:
-            raise UserError(
-                f"shortcut=None is not valid with skip={skip!r}; choose one of: "
-                f"{', '.join(SHORTCUTS)}"
-            )
-        shortcut = check_choice("shortcut", shortcut, SHORTCUTS)
+        shortcut = check_choice(
+            "shortcut", _family_shortcut(family) if shortcut is None else shortcut, SHORTCUTS
+        )
     width = _positive_int("width", width)
     num_classes = _positive_int("num_classes", num_classes)
     in_channels = _positive_int("in_channels", in_channels)
@@ -128,7 +135,7 @@ def build_model(
                 "init (glorot_uniform, bias 0) in every layer; choose head_init='pytorch' "
                 "(the default), which leaves that init alone"
             )
-        return build_keras(depth, block, *net_args)
+        return build_keras(depth, block, *net_args)  # its arch: build_model's kwargs too
     model = ResNet(family, BLOCK_TYPES[block], stage_blocks, *net_args, head_init)
     model.arch = {
         "family": family,
@@ -140,6 +147,8 @@ def build_model(
         "preact": preact,
         "zero_init_residual": zero_init_residual,
         "head_init": head_init,
+        "num_classes": num_classes,
+        "in_channels": in_channels,
     }
     return model
 

@@ -215,5 +215,8 @@ def build_keras(
         "width": 1,
         "preact": False,
         "zero_init_residual": False,
+        "head_init": "pytorch",
+        "num_classes": num_classes,
+        "in_channels": in_channels,
     }
     return model

@@ -78,7 +78,9 @@ def _print_summary(result: dict) -> None:
     for verdict in result["verdict"]:
         print(f"{verdict['study']}: degradation {verdict['degradation']}; "
               f"skips: {verdict['skips']}")  # fmt: skip
-    print(f"report: {result['html']}\n        {result['markdown']} ({len(result['pngs'])} figures)")
+    figures = len(result["pngs"])
+    print(f"report: {result['html']}\n        {result['markdown']} "
+          f"({figures} figure{'s' * (figures != 1)}, each as PNG and SVG)")  # fmt: skip
 
 
 def _dry_run_path(args: argparse.Namespace) -> Path | None:

@@ -1,5 +1,6 @@
-"""Assemble the report from a folder of runs and write it: report.html, report.md, the PNG
-figures, figures.json (the plotted arrays) and report.json (tables and verdict as numbers).
+"""Assemble the report from a folder of runs and write it: report.html, report.md, the
+figures (PNG and SVG), figures.json (the plotted arrays) and report.json (tables and verdict
+as numbers).
 
 A file of a run folder that cannot be read does not stop it: each one is listed with its
 reason in the section "Runs that could not be read" and in report.json's `unreadable`, and the
@@ -15,6 +16,7 @@ from typing import Any
 from degradation.preflight import check_writable_folder
 from degradation.report import figures, html, markdown, provenance, tables
 from degradation.report.document import Block, Bullets, Heading, Image, Paragraph
+from degradation.report.figure_files import remove_figure
 from degradation.report.runs import (
     Duplicate,
     Run,
@@ -45,7 +47,8 @@ def build_report(
     """Write the report for every run folder below root into out (default root/report).
 
     `margin_pp` (the CLI's --margin) overrides the margin of "removed" the runs record.
-    Returns {"html", "markdown", "figures", "json"} paths plus "pngs", the verdicts and the
+    Returns {"html", "markdown", "figures", "json"} paths plus "pngs" (every figure's PNG,
+    each with an SVG copy beside it: figure_files.py), the verdicts and the
     files that could not be read ("unreadable", a list of runs.Unreadable). Raises UserError,
     before writing anything, when root is missing or holds no run folder, out cannot be
     written, or the verdict's settings are not valid or disagree within a study.
@@ -70,7 +73,7 @@ def build_report(
 
     for stale in out.glob("*.png"):  # figures of an earlier report that may not exist now
         if stale.name.startswith(FIGURE_PREFIXES):
-            stale.unlink()
+            remove_figure(stale)  # and its SVG copy
     colours = figures.depth_colours(runs)
     figure_list = figures.figure_data(studies)
     for figure in figure_list:
@@ -136,7 +139,7 @@ def build_report(
     atomic_write_text(paths["json"], strict_json(report_data, indent=1))
     return {
         **paths,
-        "pngs": [out / f["file"] for f in figure_list],
+        "pngs": [image.path for image in images + analyses],  # every figure written
         "verdict": verdicts,
         "unreadable": unreadable,
     }

@@ -1,12 +1,14 @@
 """The paper's figures, redrawn from run folders: first the data (returned and saved as
-figures.json, so a test can check the mean and its band), then the PNG (matplotlib, Agg).
+figures.json, so a test can check the mean and its band), then the PNG and its SVG copy
+(matplotlib, Agg; figure_files.py).
 
 Per study (one dataset and recipe):
 - fig1: training and validation error vs iterations, plain nets of two depths (Fig. 1).
 - fig6: plain | residual (| concat): dashed = training error, solid = validation error, one
   colour per depth, the final test error as a cross (Fig. 6).
 - degradation: final training error vs depth, one line per skip type.
-- fig7: standard deviation of each 3×3 layer's response, in layer order and sorted (Fig. 7).
+- fig7: standard deviation of each 3×3 layer's response, in layer order and sorted (Fig. 7),
+  on a log axis when the stds span more than two orders of magnitude (`yscale`).
 
 Every series is a mean over the completed runs (seeds) of a variant, with its sample std and
 count per x; a ± std band is drawn only where two or more runs share the x. Diverged and
@@ -31,12 +33,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from degradation.analyze.plots import literal_text, save_figure  # noqa: E402
+from degradation.report.figure_files import (  # noqa: E402
+    LEGEND_FONTSIZE,
+    literal_text,
+    save_figure,
+)
 from degradation.report.runs import Run, Variant  # noqa: E402
 from degradation.report.stats import describe  # noqa: E402
 
 SKIP_TITLES = {"none": "plain (no skip)", "add": "residual (add)", "concat": "concatenation"}
 SKIP_STYLES = {"none": "--", "add": "-", "concat": ":"}
+# Fig. 7 on a log axis when its stds span more than this factor: a plain-56's (~1e5) would
+# otherwise flatten every other curve onto zero
+LOG_AXIS_SPAN = 100.0
 
 
 def slug(text: str) -> str:
@@ -208,6 +217,9 @@ def fig7(study: str, variants: list[Variant]) -> dict | None:
     by_size = [s for v in used if (s := _responses_series(v, ordered=False))]
     missing = [v.label for v in used if not _responses_series(v, ordered=True)]
     note = f" No layer_responses.json for: {', '.join(missing)}." if missing else ""
+    yscale = "log" if _span(in_order) > LOG_AXIS_SPAN else "linear"
+    if yscale == "log":
+        note += " Log axis: the stds span more than two orders of magnitude."
     return {
         "id": f"fig7_{slug(study)}",
         "kind": "fig7",
@@ -218,11 +230,22 @@ def fig7(study: str, variants: list[Variant]) -> dict | None:
         + _seeds_note(used)
         + note
         + _left_out(variants),
+        "yscale": yscale,
         "panels": [
             {"title": "layer index (original order)", "series": in_order},
             {"title": "layer index (sorted by magnitude)", "series": by_size},
         ],
     }
+
+
+def _positive_means(series: list[dict]) -> list[float]:
+    return [m for s in series for m in s["mean"] if m is not None and math.isfinite(m) and m > 0]
+
+
+def _span(series: list[dict]) -> float:
+    """Largest over smallest positive mean of the series (1 when there are none)."""
+    means = _positive_means(series)
+    return max(means) / min(means) if means else 1.0
 
 
 FIGURES = (fig1, fig6, degradation, fig7)
@@ -248,7 +271,8 @@ def depth_colours(runs: list[Run]) -> dict[int, Any]:
     return {d: palette[i % len(palette)] for i, d in enumerate(depths)}
 
 
-def _draw_series(ax, s: dict, colour, kind: str) -> None:
+def _draw_series(ax, s: dict, colour, kind: str, floor: float | None = None) -> None:
+    """One series; `floor`: on a log axis, where a ± std band's lower edge stops."""
     scale = 1.0 if s["metric"] == "layer response std" else 100.0  # errors in %
     x = s["x"]
     # a value too large to draw (an overflowed spread, a hand-edited file) is a gap, not a crash
@@ -268,7 +292,7 @@ def _draw_series(ax, s: dict, colour, kind: str) -> None:
         style = "--" if s["metric"] == "train/error" else "-"
     ax.plot(x, mean, style, color=colour, label=s["label"], linewidth=1.6)
     band = [v is not None for v in s["std"]]  # only where two or more runs share the x
-    lower = [m - v for m, v in zip(mean, std, strict=True)]
+    lower = [m - v if floor is None else max(m - v, floor) for m, v in zip(mean, std, strict=True)]
     upper = [m + v for m, v in zip(mean, std, strict=True)]
     ax.fill_between(x, lower, upper, where=band, color=colour, alpha=0.2, linewidth=0)
 
@@ -292,9 +316,14 @@ def render(figure: dict, out_dir: Path, colours: dict[int, Any], variants: list[
     panels = figure["panels"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False)
     kind = figure["kind"]
+    log = figure.get("yscale") == "log"
+    # a band reaching zero or below stops at half the smallest mean, inside the log axis
+    floor = 0.5 * min(_positive_means([s for p in panels for s in p["series"]])) if log else None
     for ax, panel in zip(axes[0], panels, strict=True):
         for series in panel["series"]:
-            _draw_series(ax, series, colours.get(series["depth"], "k"), kind)
+            _draw_series(ax, series, colours.get(series["depth"], "k"), kind, floor)
+        if log:
+            ax.set_yscale("log")
         if kind == "degradation":
             _draw_runs(ax, variants)
         ax.set_title(panel["title"], fontsize=10)
@@ -302,7 +331,7 @@ def render(figure: dict, out_dir: Path, colours: dict[int, Any], variants: list[
         ax.set_ylabel(AXIS_LABELS[kind][1])
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="best")
+            ax.legend(fontsize=LEGEND_FONTSIZE, loc="best")
         if kind in ("fig7", "degradation"):  # layer indices and depths are whole numbers
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if kind in ("fig1", "fig6"):  # panels side by side compare on one scale
@@ -314,4 +343,4 @@ def render(figure: dict, out_dir: Path, colours: dict[int, Any], variants: list[
     fig.suptitle(figure["title"], fontsize=11)
     literal_text(fig)  # before tight_layout measures it
     fig.tight_layout()
-    return save_figure(fig, Path(out_dir) / f"{figure['id']}.png")
+    return save_figure(fig, Path(out_dir) / f"{figure['id']}.png")  # and its SVG copy

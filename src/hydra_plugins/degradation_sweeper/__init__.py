@@ -11,6 +11,7 @@
   with one line and exit code 1, saying where to look.
 - Each job prints one line as it starts and one as it ends (`JobLines`), with its number
   i/N, its outcome, its time and an estimate of the sweep's time left.
+- No launcher leaves a stray folder: submitit_local's literal `.submitit/%j` is removed.
 
 The basic sweeper is subclassed, not copied: it lives in Hydra's `_internal` package, and only
 its public methods (`setup`, `split_arguments`, `get_job_batch`, `sweep`) are overridden.
@@ -21,6 +22,7 @@ its public methods (`setup`, `split_arguments`, `get_job_batch`, `sweep`) are ov
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -130,7 +132,10 @@ class DegradationSweeper(BasicSweeper):
         return [jobs[i : i + max_batch_size] for i in range(0, len(jobs), max_batch_size)]
 
     def sweep(self, arguments: list[str]) -> Any:
-        returns = super().sweep(arguments)
+        try:
+            returns = super().sweep(arguments)
+        finally:
+            remove_unexpanded_folder(self.config.hydra.launcher)
         outcomes = [
             job_outcome(job, result)
             for batch, results in zip(self.overrides, returns, strict=True)
@@ -147,6 +152,16 @@ class DegradationSweeper(BasicSweeper):
                 "(see the table); rerun this command once it has ended to collect them"
             )
         return returns
+
+
+def remove_unexpanded_folder(launcher: Any) -> None:
+    """submitit's local executor makes its folder pattern (`.submitit/%j`) as a folder before
+    it puts each job in its own (`.submitit/<pid>`): that empty, literally named folder goes."""
+    pattern = launcher.get("submitit_folder") if launcher is not None else None
+    if pattern and "%j" in str(pattern):
+        folder = Path(str(pattern))
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 class SweepFailed(CompactHydraException):
