@@ -20,11 +20,17 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 demo: install  ## the README's main job: plain vs residual, 20 vs 56 layers, embedded data
 	$(PY) -m degradation.run experiment=demo
 
+# Two pytest workers, each test file on one of them (its module fixtures are made once), one
+# thread per torch process (conftest.py): most tests wait on a `python -m degradation.run`
+# subprocess, so two at once use both cores of a 2-core machine without OpenMP contention.
+TEST_WORKERS ?= 2
+TEST_ARGS := -q -n $(TEST_WORKERS) --dist loadfile
+
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest $(TEST_ARGS)
 
 test-fast: install  ## skips tests marked slow
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest $(TEST_ARGS) -m "not slow"
 
 lint: install
 	$(PY) -m ruff check src tests experiments

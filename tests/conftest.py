@@ -12,6 +12,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# One thread per torch process, this one and the runs it starts (they inherit it): `make test`
+# runs two pytest workers on a 2-core machine, and two-thread OpenMP regions there would wait
+# on each other's cores. Results do not depend on it (the golden sweep pins it anyway).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None):
     """`python -m degradation.run ARGS` as a user types it; returns the CompletedProcess."""

@@ -248,10 +248,13 @@ def _number(x: Any) -> float | None:
 
 def find_runs(root: Path) -> list[Run]:
     """Every run folder below root (root itself included), sorted by path; UserError if none,
-    RunFolderError for the first one that cannot be read."""
+    RunFolderError for the first file that is there but cannot be read. A completed run's
+    missing metrics or layer responses (`_missing`) do not stop it: the verdict and the
+    comparison read summaries; the report lists them."""
     runs, unreadable = read_runs(find_run_dirs([Path(root)], marker=SUMMARY))
-    if unreadable:
-        first = unreadable[0]
+    broken = [u for u in unreadable if not u.reason.endswith(MISSING_NOTE)]
+    if broken:
+        first = broken[0]
         raise RunFolderError(first.run_dir / first.file, first.reason)
     return runs
 
@@ -289,6 +292,9 @@ def load_run(path: Path) -> Run:
     return run
 
 
+MISSING_NOTE = "a completed run writes it"
+
+
 def _missing(run: Run) -> list[Unreadable]:
     """The files every completed run writes that this one lacks (deleted, or not copied
     with the folder): listed like unreadable ones, never taken for "every file was read"."""
@@ -300,7 +306,7 @@ def _missing(run: Run) -> list[Unreadable]:
             continue
         exists = (run.path / name).is_file()
         reason = "holds no rows" if exists and name == METRICS else "no such file"
-        missing.append(Unreadable(run.path, name, f"{reason}; a completed run writes it"))
+        missing.append(Unreadable(run.path, name, f"{reason}; {MISSING_NOTE}"))
     return missing
 
 
