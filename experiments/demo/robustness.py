@@ -141,7 +141,8 @@ def main() -> None:
         name, _, folder = given.partition("=")
         if not folder or not Path(folder).is_dir():
             sys.exit(f"error: --sweep {given}: expected NAME=DIR with an existing DIR")
-        sweeps[name] = (Path(folder).resolve(), ["(already run)"], {})
+        env, overrides = chosen.get(name, ({}, ["(already run)"]))
+        sweeps[name] = (Path(folder).resolve(), overrides, env)
     for name, (env, overrides) in chosen.items():
         if not args.no_runs and (not args.only or name in args.only):
             sweeps[name] = (run_sweep(name, env, overrides, args.work.resolve()), overrides, env)
