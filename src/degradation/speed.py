@@ -7,8 +7,10 @@ fused kernel (weight decay, momentum and update of all of ResNet-56's 167 parame
 pass instead of several multi-tensor passes). On a CPU that reports native bf16 (the `amx_bf16`
 or `avx512_bf16` flag: Intel Sapphire Rapids and later, AMD Zen 4 and later): bf16-mixed and
 channels_last, measured 2.4x fp32 eager for ResNet-56 on AMX (docs/benchmarks.md). On any other
-CPU fp32 eager, where bf16 autocast is emulated and slower. Eager on every CPU: torch.compile's
-minutes of compilation do not pay back within a CPU run's length (docs/benchmarks.md). The
+CPU fp32 eager, where bf16 autocast is emulated and slower (8-14x, docs/benchmarks.md). Eager on
+every CPU: torch.compile's 40-70 s of compilation pay back only after about 200-300 steps
+(measured, docs/benchmarks.md), so a short CPU run loses by it; set compile=default for a long
+one. The
 choice and its reason are printed once and recorded in summary.json. Every option can be set by
 hand:
 `trainer.precision`, `compile` (none / default / reduce-overhead / max-autotune),
