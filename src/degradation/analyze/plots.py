@@ -42,6 +42,27 @@ LINTHRESH = 0.01  # loss increases below this (nats): linear in 1-D, the lowest 
 # --- per run (the CLI) --------------------------------------------------------------------
 
 
+def _dress_lesion_axes(left, right, chances: set, most: int) -> None:
+    """Chance lines, labels, titles, limits and legends of a lesion figure's two panels
+    (test error; fraction of headroom lost), per run or over seeds alike."""
+    for chance in chances - {None}:
+        left.axhline(100 * chance, color="0.4", linestyle="-.", linewidth=1)
+    right.axhline(1.0, color="0.4", linestyle="-.", linewidth=1)
+    titles = [
+        ("test error (%)", "test error (dotted: intact; dash-dot: chance)"),
+        ("fraction of headroom lost", "(error − intact) / (chance − intact)"),
+    ]
+    for ax, (y_label, title) in zip((left, right), titles, strict=True):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, most + 0.5)
+        ax.set_xlabel("deleted block (forward order)")
+        ax.set_ylabel(y_label)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=LEGEND_FONTSIZE)
+    left.set_ylim(bottom=0)
+
+
 def _figure(**kwargs):
     # constrained layout places shared colour bars and suptitles, which tight_layout cannot
     return plt.figure(layout="constrained", **kwargs)
@@ -179,23 +200,7 @@ def plot_lesion(records: list[dict[str, Any]], path: Path) -> Path:
         for ax in (left, right):  # at the bottom edge (x: data, y: axes fraction)
             ax.plot(skipped, [0.03] * len(skipped), "x", color=colour,
                     transform=ax.get_xaxis_transform())  # fmt: skip
-    chances = {r.get("chance_error") for r in records} - {None}
-    for chance in chances:
-        left.axhline(100 * chance, color="0.4", linestyle="-.", linewidth=1)
-    right.axhline(1.0, color="0.4", linestyle="-.", linewidth=1)
-    titles = [
-        ("test error (%)", "test error (dotted: intact; dash-dot: chance)"),
-        ("fraction of headroom lost", "(error − intact) / (chance − intact)"),
-    ]
-    for ax, (y_label, title) in zip((left, right), titles, strict=True):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlim(0.5, most + 0.5)
-        ax.set_xlabel("deleted block (forward order)")
-        ax.set_ylabel(y_label)
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=LEGEND_FONTSIZE)
-    left.set_ylim(bottom=0)
+    _dress_lesion_axes(left, right, {r.get("chance_error") for r in records}, most)
     fig.suptitle("Lesion study: one block deleted at test time (x = cannot be deleted)",
                  fontsize=11)  # fmt: skip
     return save_figure(fig, path)
@@ -335,22 +340,7 @@ def plot_lesion_seeds(groups: list[dict[str, Any]], path: Path) -> Path:
         for ax in (left, right):  # at the bottom edge (x: data, y: axes fraction)
             ax.plot(skipped, [0.03] * len(skipped), "x", color=colour,
                     transform=ax.get_xaxis_transform())  # fmt: skip
-    for chance in {g.get("chance") for g in groups} - {None}:
-        left.axhline(100 * chance, color="0.4", linestyle="-.", linewidth=1)
-    right.axhline(1.0, color="0.4", linestyle="-.", linewidth=1)
-    titles = [
-        ("test error (%)", "test error (dotted: intact; dash-dot: chance)"),
-        ("fraction of headroom lost", "(error − intact) / (chance − intact)"),
-    ]
-    for ax, (y_label, title) in zip((left, right), titles, strict=True):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlim(0.5, most + 0.5)
-        ax.set_xlabel("deleted block (forward order)")
-        ax.set_ylabel(y_label)
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=LEGEND_FONTSIZE)
-    left.set_ylim(bottom=0)
+    _dress_lesion_axes(left, right, {g.get("chance") for g in groups}, most)
     fig.suptitle("Lesion study: one block deleted at test time; mean over seeds, range shaded "
                  "(x = cannot be deleted)", fontsize=11)  # fmt: skip
     return save_figure(fig, path)
