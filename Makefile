@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[dev,wandb,tensorboard,cluster]"
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[dev,wandb,tensorboard,cluster,callbacks]"
 	touch $(STAMP)
 
 demo: install  ## the README's main job: plain vs residual, 20 vs 56 layers, embedded data

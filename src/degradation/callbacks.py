@@ -11,6 +11,8 @@
     Interruption     SIGINT / SIGTERM end the run at a step boundary (RunInterrupted)
     AtomicCheckpointIO  Lightning's checkpoint writer, atomic; its reader runs no code
                      (a plugin, not a callback)
+    configured_callbacks  the user's own: config group `callbacks` (conf/callbacks/), built
+                     with hydra.utils.instantiate
 
 Lightning's own callbacks are used where one does the job exactly (`ModelCheckpoint` writes
 best.ckpt); ours exist where the semantics differ, each saying how in its docstring. Every
@@ -43,6 +45,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from degradation.console import duration
+from degradation.errors import UserError, first_line
 from degradation.loggers import MetricsCSVLogger
 from degradation.models import GradLayout, gradient_norms
 from degradation.rundir import (
@@ -55,6 +58,62 @@ from degradation.rundir import (
     keep_csv_rows,
     load_checkpoint_file,
 )
+
+# What a configured callback may monitor: the metrics the module logs with `self.log` at each
+# validation (training metrics go to the loggers in windows, outside Lightning's bookkeeping).
+MONITORED = ("val/error", "val/loss")
+
+
+def configured_callbacks(configs: Any, progress_bar: bool) -> list[Callback]:
+    """The callbacks of config group `callbacks` ({name: {_target_: ..., ...}}), built; a
+    UserError (one line, naming `callbacks.NAME`) for one that cannot be built, is no Lightning
+    Callback, lacks its package, monitors a metric the run does not log, or is a progress bar
+    while `trainer.enable_progress_bar=false`."""
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import DeviceStatsMonitor, EarlyStopping, ProgressBar
+
+    built = []
+    for name, node in (configs or {}).items():
+        where = f"callbacks.{name}"
+        if not hasattr(node, "get") or not node.get("_target_"):
+            raise UserError(
+                f"{where}={node}: give a mapping with `_target_` (a Lightning callback class), "
+                "or choose callbacks=early_stopping, lr_monitor, model_summary, "
+                "rich_progress_bar or device_stats"
+            )
+        try:
+            callback = instantiate(node)
+        except Exception as err:  # hydra's InstantiationException: the cause says what
+            cause = first_line(err.__cause__ or err)
+            raise UserError(f"{where} ({node['_target_']}): {cause}") from None
+        if not isinstance(callback, Callback):
+            raise UserError(
+                f"{where}._target_={node['_target_']} is not a Lightning Callback; "
+                "give a subclass of lightning.pytorch.Callback"
+            )
+        if isinstance(callback, EarlyStopping) and callback.monitor not in MONITORED:
+            raise UserError(
+                f"{where}.monitor={callback.monitor} is not a metric this run logs; "
+                f"choose one of: {', '.join(MONITORED)}"
+            )
+        needs_psutil = node.get("cpu_stats") or (
+            node.get("cpu_stats") is None and not torch.cuda.is_available()
+        )
+        if isinstance(callback, DeviceStatsMonitor) and needs_psutil:
+            import importlib.util
+
+            if importlib.util.find_spec("psutil") is None:
+                raise UserError(
+                    f"{where}: CPU statistics need the psutil package; `pip install psutil` "
+                    '(or "degradation[callbacks]"), or set callbacks.device_stats.cpu_stats=false'
+                )
+        if isinstance(callback, ProgressBar) and not progress_bar:
+            raise UserError(
+                f"{where} is a progress bar and trainer.enable_progress_bar=false turns progress "
+                "display off; drop one of the two"
+            )
+        built.append(callback)
+    return built
 
 
 def _state(checkpoint: dict) -> dict:

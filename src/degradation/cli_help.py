@@ -41,10 +41,12 @@ SETTINGS = {
     "jobs_per_gpu": "parallel sweep jobs sharing one GPU (hydra/launcher=joblib)",
     "data": "the dataset: group data=NAME; data.batch_size, data.root, ...",
     "optim": "SGD and its schedule: optim.lr, optim.milestones, optim.warmup_lr, ...",
-    "trainer": "Lightning's Trainer: trainer.max_steps, trainer.precision (auto: bf16-mixed on "
-    "CUDA or a CPU with native bf16, else 32-true), ...",
+    "trainer": "any lightning.Trainer argument: trainer.max_steps, trainer.precision (auto: "
+    "bf16-mixed on CUDA or a CPU with native bf16, else 32-true), trainer.max_epochs, ...",
     "logger": "group logger=csv|wandb|tensorboard, or a list: logger=[csv,tensorboard]",
     "verdict": "how the report judges the runs: verdict.margin_pp, verdict.alpha",
+    "callbacks": "group callbacks=early_stopping|lr_monitor|model_summary|rich_progress_bar|"
+    "device_stats, or a list: callbacks=[early_stopping,lr_monitor]",
 }
 
 
@@ -59,7 +61,8 @@ def settings_help() -> str:
     lines = []
     for key in schema_keys():
         default = getattr(defaults, key)
-        shown = f"{key}.*" if dataclasses.is_dataclass(default) else f"{key}={_text(default, key)}"
+        group = dataclasses.is_dataclass(default) or isinstance(default, dict)
+        shown = f"{key}.*" if group else f"{key}={_text(default, key)}"
         choices = _choices(hints[key])
         about = " ".join(p for p in (choices, SETTINGS.get(key, "")) if p)
         lines.append(f"  {shown:<26} {about}".rstrip())

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import II
 
@@ -223,6 +223,69 @@ class TrainerConfig:
     sync_batchnorm: bool = False
     benchmark: Optional[bool] = None
     gradient_clip_val: Optional[float] = checked(None, NON_NEGATIVE)
+    # Every other `lightning.Trainer` argument, passed as it is when set; null: Lightning's
+    # default. Set, it is part of the config hash unless NON_DEFINING_KEYS lists it; left null,
+    # it is not (runs from before these keys existed keep their hash). A run that stops before
+    # max_steps (max_epochs, max_time, callbacks=early_stopping) is
+    # `completed` with summary.json `steps` where it stopped; the lr schedule stays in steps.
+    max_epochs: Optional[int] = checked(None, POSITIVE)
+    min_epochs: Optional[int] = checked(None, NON_NEGATIVE)
+    min_steps: Optional[int] = checked(None, NON_NEGATIVE)
+    max_time: Any = None  # "DD:HH:MM:SS" or {hours: 2}: the run ends at that wall time
+    limit_val_batches: Any = checked(None, NON_NEGATIVE)  # 0: no validation, no best.ckpt
+    limit_test_batches: Any = checked(None, NON_NEGATIVE)
+    limit_predict_batches: Any = checked(None, NON_NEGATIVE)
+    num_sanity_val_steps: Optional[int] = None  # Lightning's default: 2; -1: all
+    gradient_clip_algorithm: Optional[str] = None  # norm (Lightning's default) or value
+    inference_mode: Optional[bool] = None
+    profiler: Optional[str] = None  # simple, advanced or pytorch: a report at the end
+    detect_anomaly: Optional[bool] = None
+    reload_dataloaders_every_n_epochs: Optional[int] = checked(None, NON_NEGATIVE)
+    enable_autolog_hparams: Optional[bool] = None
+    model_registry: Optional[str] = None
+
+
+# The keys TrainerConfig adds to the project's own (null = Lightning's default, left out of the
+# config hash while null: rundir.config_hash).
+LIGHTNING_DEFAULT_TRAINER_KEYS = (
+    "max_epochs",
+    "min_epochs",
+    "min_steps",
+    "max_time",
+    "limit_val_batches",
+    "limit_test_batches",
+    "limit_predict_batches",
+    "num_sanity_val_steps",
+    "gradient_clip_algorithm",
+    "inference_mode",
+    "profiler",
+    "detect_anomaly",
+    "reload_dataloaders_every_n_epochs",
+    "enable_autolog_hparams",
+    "model_registry",
+)
+
+# `lightning.Trainer` arguments this program sets itself, with what to use instead: the rest
+# of Trainer's signature is TrainerConfig (tests/test_lightning_open.py checks both lists
+# against the installed Lightning, so a new argument is noticed).
+MANAGED_TRAINER_ARGS = {
+    "logger": "choose loggers with logger=csv|wandb|tensorboard (metrics.csv is always written)",
+    "callbacks": "add callbacks with callbacks=early_stopping|lr_monitor|model_summary|"
+    "rich_progress_bar|device_stats (conf/callbacks/)",
+    "enable_model_summary": "add callbacks=model_summary",
+    "plugins": "set by this program (checkpoint writing, cluster environment)",
+    "default_root_dir": "every file of a run goes to its run folder; set output_root instead",
+    "enable_checkpointing": "checkpoints are how a run resumes; set checkpoint_every instead",
+    "use_distributed_sampler": "the data module shards batches by rank itself",
+    "check_val_every_n_epoch": "validation runs every trainer.val_check_interval steps",
+    "fast_dev_run": "it writes no checkpoint or record; use experiment=smoke for a quick check",
+    "barebones": "it turns off the metrics and checkpoints a run is made of",
+    "overfit_batches": "use data.train_limit=N to train on the first N images",
+    "limit_train_batches": "the data order runs on by steps across epochs; use trainer.max_steps"
+    " or data.train_limit",
+    "accumulate_grad_batches": "the data order and the lr schedule count optimizer steps; set "
+    "data.batch_size instead",
+}
 
 
 @dataclass
@@ -325,6 +388,9 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
+    # Config group `callbacks` (conf/callbacks/): Lightning callbacks by name, each a mapping
+    # with `_target_` that hydra.utils.instantiate builds; callbacks=[early_stopping,lr_monitor]
+    callbacks: Dict[str, Any] = field(default_factory=dict)
 
 
 # Where and how a run is written, logged, launched or sped up, not what it computes: left out
@@ -335,6 +401,18 @@ NON_DEFINING_KEYS = (
     "output_root",
     "logger",  # metrics.csv is always written; W&B is a copy
     "trainer.enable_progress_bar",
+    "trainer.num_sanity_val_steps",  # a check before training; the training is the same
+    "trainer.limit_predict_batches",  # nothing here predicts
+    "trainer.inference_mode",  # evaluation under no_grad or inference_mode: the same numbers
+    "trainer.profiler",
+    "trainer.detect_anomaly",
+    "trainer.enable_autolog_hparams",
+    "trainer.model_registry",
+    # callbacks that only watch (conf/callbacks/); early_stopping, or one of your own, defines
+    "callbacks.lr_monitor",
+    "callbacks.model_summary",
+    "callbacks.rich_progress_bar",
+    "callbacks.device_stats",
     "grad_every",  # records gradient norms; the training itself is the same
     "compile",  # how fast, not what: a rerun may switch these
     "channels_last",

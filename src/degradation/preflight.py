@@ -34,7 +34,14 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from degradation.config import FINITE, RULES, RunConfig, model_kwargs
+from degradation.config import (
+    FINITE,
+    LIGHTNING_DEFAULT_TRAINER_KEYS,
+    MANAGED_TRAINER_ARGS,
+    RULES,
+    RunConfig,
+    model_kwargs,
+)
 from degradation.errors import UserError, first_line
 
 CONFIG_MODULE = "degradation.conf"
@@ -110,6 +117,13 @@ def _explain(err: Exception, overrides: list[str], config_name: str) -> str:
         parent, _, leaf = key.rpartition(".")
         valid = _valid_keys(config_name, parent)
         bad = next((o for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), key)
+        if parent == "trainer" and leaf in MANAGED_TRAINER_ARGS:
+            return managed_trainer_arg(bad, leaf)
+        if parent.startswith("callbacks.") and not bad.startswith("+"):  # its config's keys
+            return (
+                f"{bad}: unknown key '{leaf}' in {parent}'s config; to pass the callback an "
+                f"argument its config does not list, write +{bad}"
+            )
         choices = f"; valid keys{' under ' + parent if parent else ''}: {', '.join(valid)}"
         return f"{bad}: unknown key '{leaf}'{choices if valid else ''}"
     head = _first_line(err).removeprefix("Error merging override ")
@@ -348,11 +362,18 @@ def _check_keys(node: DictConfig, schema: Any, prefix: str) -> None:
             "(or null where the key allows it) instead"
         )
     added = [k for k in node.keys() if k not in names]
+    if added and prefix == "trainer." and added[0] in MANAGED_TRAINER_ARGS:
+        raise UserError(managed_trainer_arg(f"+trainer.{added[0]}", added[0]))
     if added:
         under = f" under {prefix.rstrip('.')}" if prefix else ""
         raise UserError(
             f"+{prefix}{added[0]}: unknown key '{added[0]}'; valid keys{under}: {', '.join(names)}"
         )
+
+
+def managed_trainer_arg(given: str, key: str) -> str:
+    """The one line for a Lightning argument this program sets itself."""
+    return f"{given}: trainer.{key} is set by this program; {MANAGED_TRAINER_ARGS[key]}"
 
 
 def _holds(rule, current: Any) -> bool:
@@ -407,22 +428,34 @@ def check_trainer(cfg: DictConfig) -> None:
     from degradation.data import per_device_batch_size
     from degradation.speed import resolve_speed
 
-    args = {k: cfg.trainer[k] for k in ("accelerator", "devices", "num_nodes", "strategy")}
-    args = {k: OmegaConf.to_object(v) if isinstance(v, ListConfig) else v for k, v in args.items()}
-    args["precision"] = resolve_speed(cfg).precision
+    def plain(v: Any) -> Any:
+        return OmegaConf.to_object(v) if isinstance(v, ListConfig | DictConfig) else v
+
+    # the arguments Lightning checks when a Trainer is built (not deterministic or benchmark:
+    # they set process-wide torch flags); the other keys are checked by their rules
+    base = {k: plain(cfg.trainer[k]) for k in ("accelerator", "devices", "num_nodes", "strategy")}
+    base["precision"] = resolve_speed(cfg).precision
     quiet = logging.getLogger("lightning.pytorch")
     level, rank = quiet.level, rank_zero_only.rank
     quiet.setLevel(logging.ERROR)
+
+    def build(args: dict, about: list[str]) -> L.Trainer:
+        try:
+            return L.Trainer(**args, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+        except Exception as err:
+            message = _first_line(err)
+            lower = message.lower()  # name the argument the message is about: `devices=0`, ...
+            named = [k for k in about if f"{k}=" in lower]
+            named = named or [k for k in about if re.search(rf"\b{k}\b", lower)]
+            key = (named or about)[0]
+            raise UserError(f"trainer.{key}={cfg.trainer[key]}: {message}") from None
+
     try:
-        trainer = L.Trainer(**args, logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    except Exception as err:
-        message = _first_line(err)
-        lower = message.lower()  # name the argument the message is about: `devices=0`, ...
-        named = [k for k in args if f"{k}=" in lower]
-        named = named or [k for k in args if re.search(rf"\b{k}\b", lower)]
-        key = (named or ["accelerator"])[0]
-        raise UserError(f"trainer.{key}={cfg.trainer[key]}: {message}") from None
+        trainer = build(base, [k for k in base if k != "precision"] + ["precision"])
+        for key in LIGHTNING_DEFAULT_TRAINER_KEYS:  # each set one on its own: it is named
+            if cfg.trainer[key] is not None:
+                build({**base, key: plain(cfg.trainer[key])}, [key])
     finally:
         quiet.setLevel(level)
         rank_zero_only.rank = rank  # a Trainer under a faked cluster sets the process's rank
@@ -460,4 +493,12 @@ def check_logger_available(cfg: DictConfig) -> None:
         )
 
 
-MACHINE_CHECKS = (check_architecture, check_trainer, check_logger_available)
+def check_callbacks(cfg: DictConfig) -> None:
+    """Each `callbacks.NAME` builds (hydra.utils.instantiate, cheap: nothing runs), is a
+    Lightning Callback, needs no missing package, and monitors a metric the run logs."""
+    from degradation.callbacks import configured_callbacks
+
+    configured_callbacks(cfg.callbacks, progress_bar=cfg.trainer.enable_progress_bar)
+
+
+MACHINE_CHECKS = (check_architecture, check_trainer, check_logger_available, check_callbacks)

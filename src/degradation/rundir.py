@@ -60,7 +60,12 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from degradation.config import NON_DEFINING_KEYS, RunConfig, is_non_defining
+from degradation.config import (
+    LIGHTNING_DEFAULT_TRAINER_KEYS,
+    NON_DEFINING_KEYS,
+    RunConfig,
+    is_non_defining,
+)
 from degradation.errors import UserError, first_line
 
 SUMMARY = "summary.json"
@@ -121,11 +126,7 @@ def run_dir_name(overrides: Iterable[str]) -> str:
 
     texts = [str(o) for o in overrides]
     parsed = OverridesParser.create().parse_overrides(texts)
-    lines = sorted(
-        o.input_line
-        for o in parsed
-        if not is_non_defining(o.key_or_group) and o.key_or_group not in PATH_KEYS
-    )
+    lines = sorted(o.input_line for o in parsed if _defines_run(o))
     name = ",".join(lines) or "default"
     encoded = name.encode()
     if len(encoded) <= MAX_NAME_BYTES:
@@ -136,6 +137,19 @@ def run_dir_name(overrides: Iterable[str]) -> str:
     return f"{prefix}-h{digest}"
 
 
+def _defines_run(override) -> bool:
+    """Whether an override changes what the run computes. `callbacks=lr_monitor` (a group
+    option) does not, `callbacks=[early_stopping,lr_monitor]` does: by each option's key."""
+    key = override.key_or_group
+    if key in PATH_KEYS:
+        return False
+    if key == "callbacks" and not override.is_delete():
+        chosen = override.value()
+        chosen = chosen if isinstance(chosen, list) else [chosen]
+        return any(not is_non_defining(f"callbacks.{name}") for name in chosen if name)
+    return not is_non_defining(key)
+
+
 def config_hash(cfg: DictConfig) -> str:
     """Identifies what a run computes: its resolved config less NON_DEFINING_KEYS, and for a
     plain net less the shortcut and zero_init_residual, which it ignores (models/build.py)."""
@@ -143,12 +157,19 @@ def config_hash(cfg: DictConfig) -> str:
     if data.get("skip") == "none":
         data.pop("shortcut", None)
         data.pop("zero_init_residual", None)
+    # keys added after runs were hashed, at their defaults: those runs keep their hash
+    trainer = data.get("trainer") or {}
+    for key in LIGHTNING_DEFAULT_TRAINER_KEYS:
+        if trainer.get(key) is None:
+            trainer.pop(key, None)
     for key in NON_DEFINING_KEYS:
         *parents, leaf = key.split(".")
         node = data
         for parent in parents:
             node = node.get(parent) or {}
         node.pop(leaf, None)
+    if not data.get("callbacks"):
+        data.pop("callbacks", None)
     text = OmegaConf.to_yaml(OmegaConf.create(data), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

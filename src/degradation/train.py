@@ -27,6 +27,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from degradation.callbacks import (
@@ -41,9 +42,10 @@ from degradation.callbacks import (
     MetricWindow,
     ProgressLines,
     RunInterrupted,
+    configured_callbacks,
 )
 from degradation.choices import value
-from degradation.config import model_kwargs, variant_name
+from degradation.config import LIGHTNING_DEFAULT_TRAINER_KEYS, model_kwargs, variant_name
 from degradation.console import copy_console_to, interactive
 from degradation.data import ImageDataModule, per_device_batch_size
 from degradation.ddp_relaunch import end_job_processes
@@ -98,21 +100,30 @@ class _Callbacks:
         self.faults = FaultInjection(cfg.seed)
         self.gradients = GradientFlow(run_dir, cfg.grad_every)
         self.clock = CompileClock(speed)
-        self.progress_bar, lines = _progress_display(cfg)
+        self.configured = configured_callbacks(cfg.callbacks, cfg.trainer.enable_progress_bar)
+        self.progress_bar, lines = _progress_display(cfg, self.configured)
         self.lines = ProgressLines(self.window) if lines else None
+        # Lightning would pick its rich bar when the rich package is installed: tqdm's stays the
+        # default (docs/logging.md), callbacks=rich_progress_bar chooses the other
+        if self.progress_bar and not any(isinstance(c, ProgressBar) for c in self.configured):
+            self.configured.append(TQDMProgressBar())
 
     def all(self) -> list:
         # the window before Divergence and ProgressLines, which read it; Lightning runs
         # checkpoints last, and last.ckpt after best.ckpt, so that it holds best's latest state
         callbacks = [self.window, self.divergence, *([self.lines] if self.lines else [])]
-        callbacks += [self.gradients, self.clock, self.best, self.interruption, self.last]
+        callbacks += [self.gradients, self.clock, *self.configured]
+        callbacks += [self.best, self.interruption, self.last]
         return callbacks + ([self.faults] if self.faults.active else [])
 
 
-def _progress_display(cfg: DictConfig) -> tuple[bool, bool]:
+def _progress_display(cfg: DictConfig, configured: list) -> tuple[bool, bool]:
     """(Lightning's progress bar, ProgressLines): the bar on a terminal, plain lines elsewhere
-    (a SLURM log, CI, `| tee`); neither with trainer.enable_progress_bar=false."""
+    (a SLURM log, CI, `| tee`); neither with trainer.enable_progress_bar=false; a progress bar
+    of config group `callbacks` (callbacks=rich_progress_bar) wherever it is chosen."""
     wanted = bool(cfg.trainer.enable_progress_bar)
+    if any(isinstance(c, ProgressBar) for c in configured):
+        return wanted, False
     return wanted and interactive(), wanted and not interactive()
 
 
@@ -125,6 +136,9 @@ def _loggers(cfg: DictConfig, run_dir: Path, plan: ResumePlan) -> list:
 
 def _trainer(cfg: DictConfig, run_dir: Path, callbacks: _Callbacks, plan: ResumePlan, speed: Speed):
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in LIGHTNING_DEFAULT_TRAINER_KEYS:  # null: Lightning's own default
+        if trainer_args[key] is None:
+            del trainer_args[key]
     trainer_args.update(precision=speed.precision, benchmark=speed.benchmark)
     trainer_args.update(enable_progress_bar=callbacks.progress_bar)
     # DDP that relaunches this job (not the sweep), a GPU per parallel job
