@@ -83,6 +83,14 @@ def compose_cfg():
     return _compose
 
 
+@pytest.fixture
+def compose_spec(compose_cfg):
+    """compose_spec(*overrides): compose_cfg's config parsed into the run's spec (spec.parse)."""
+    from degradation.preflight import parse
+
+    return lambda *overrides: parse(compose_cfg(*overrides))
+
+
 @pytest.fixture(autouse=True)
 def _restore_lightning_rank():
     """Building a Trainer under a faked cluster sets Lightning's process-wide rank (e.g. to 1),

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
-from degradation.config import DataConfig, SyntheticConfig
 from degradation.data import ImageDataModule, split_train_val
 from degradation.data.augment import Normalizer, augment_and_normalize, random_crop_flip
 from degradation.data.loaders import PerSampleImages, framework_transform
 from degradation.data.synthetic import make_synthetic
+from degradation.preflight import spec_of_settings
+from degradation.spec import SyntheticSpec
 
 
-def small_synthetic(**kw) -> SyntheticConfig:
-    return SyntheticConfig(**{"train_size": 300, "test_size": 100, **kw})
+def small_synthetic(**kw) -> SyntheticSpec:
+    settings = {"train_size": 300, "test_size": 100, **kw}
+    settings = {f"data.synthetic.{k}": v for k, v in settings.items()}
+    return spec_of_settings({**settings, "data.val_size": 50}).data.synthetic
 
 
 def test_synthetic_is_deterministic_cifar_shaped_and_balanced_enough():
@@ -37,7 +40,8 @@ DEFAULT_SYNTHETIC_CHECKSUM_PREFIX = "1ed398eedb4dae12"
 
 
 def test_tint_zero_keeps_the_published_bytes_and_tint_colours_each_class():
-    assert make_synthetic(SyntheticConfig()).checksum.startswith(DEFAULT_SYNTHETIC_CHECKSUM_PREFIX)
+    default = make_synthetic(spec_of_settings({}).data.synthetic)
+    assert default.checksum.startswith(DEFAULT_SYNTHETIC_CHECKSUM_PREFIX)
     plain, tinted = make_synthetic(small_synthetic()), make_synthetic(small_synthetic(tint=0.3))
     assert tinted.checksum != plain.checksum
     assert torch.equal(plain.train_labels, tinted.train_labels)  # same draws, colour added
@@ -60,9 +64,9 @@ def test_split_is_disjoint_seeded_and_stable():
 
 
 def test_datamodule_holds_out_val_and_limits_train():
-    cfg = OmegaConf.structured(DataConfig(val_size=50, train_limit=100))
-    cfg.synthetic.train_size, cfg.synthetic.test_size = 300, 60
-    dm = ImageDataModule(cfg)
+    data = {"val_size": 50, "train_limit": 100, "batch_size": 32}
+    data.update({"synthetic.train_size": 300, "synthetic.test_size": 60})
+    dm = ImageDataModule(spec_of_settings({f"data.{k}": v for k, v in data.items()}).data)
     assert dm.num_train == 100 and len(dm.val_idx) == 50
     assert not set(dm.train_idx.tolist()) & set(dm.val_idx.tolist())
     assert dm.input_shape == (3, 32, 32) and dm.num_classes == 10
@@ -142,9 +146,9 @@ def test_torchvision_loader_honours_pad_value():
 
 
 def test_datamodule_trains_with_the_configured_pad_value():
-    cfg = OmegaConf.structured(DataConfig(val_size=50, pad=2, flip=False, pad_value="mean"))
-    cfg.synthetic.train_size, cfg.synthetic.test_size = 300, 60
-    dm = ImageDataModule(cfg)
+    data = {"val_size": 50, "pad": 2, "flip": False, "pad_value": "mean"}
+    data.update({"synthetic.train_size": 300, "synthetic.test_size": 60})
+    dm = ImageDataModule(spec_of_settings({f"data.{k}": v for k, v in data.items()}).data)
     dm.trainer = SimpleNamespace(training=True, global_step=0, global_rank=0)
     raw = dm.images.train_images[:64]
     torch.manual_seed(0)
@@ -152,7 +156,7 @@ def test_datamodule_trains_with_the_configured_pad_value():
     found = crop_offsets(out, F.pad(dm.normalized(raw), (2, 2, 2, 2)), 32, 2)
     assert all(found)
     # the same batch with pad_value=zero is a window of the normalised black-padded images
-    dm.cfg.pad_value = "zero"
+    dm.cfg = replace(dm.cfg, augment=replace(dm.cfg.augment, pad_value="zero"))
     out, _ = dm.on_after_batch_transfer((raw, torch.zeros(64)), 0)
     black = dm.normalized(F.pad(raw, (2, 2, 2, 2)))
     assert all(crop_offsets(out, black, 32, 2))

@@ -72,7 +72,7 @@ def test_load_run_is_public_and_gives_model_config_and_data(run_dir):
     from degradation import load_run
 
     run = load_run(run_dir, checkpoint="last", device="cpu")
-    assert run.cfg.depth == 8 and run.name == "plain-8 s0"
+    assert run.spec.model.depth == 8 and run.name == "plain-8 s0"
     assert run.data.num_classes == 10 and not run.model.training
     assert run.step == STEPS
 

@@ -12,8 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from degradation.choices import value
-from degradation.config import RunConfig, model_kwargs, variant_name
+from degradation.config import RunConfig, variant_name
 from degradation.errors import UserError
 from degradation.loggers import run_name
 from degradation.models import (
@@ -34,6 +33,7 @@ from degradation.models import (
     count_parameters,
     make_shortcut,
 )
+from degradation.preflight import spec_of_settings
 from degradation.report.runs import Run, group_runs
 
 # Exact counts from the layer shapes (docs/recipe.md); He et al. 2015, Sec. 4.2 rounds them to
@@ -335,9 +335,9 @@ def test_the_defaults_are_the_command_lines():
     cli = OmegaConf.structured(RunConfig)
     arch = build_model().arch
     assert arch["depth"] == cli.depth == 20
-    assert arch["skip"] == value(cli.skip) == "add"
-    assert arch["shortcut"] == value(cli.shortcut) == "zero_pad"
-    assert arch["family"] == value(cli.family) and arch["head_init"] == value(cli.head_init)
+    assert arch["skip"] == str(cli.skip) == "add"
+    assert arch["shortcut"] == str(cli.shortcut) == "zero_pad"
+    assert arch["family"] == str(cli.family) and arch["head_init"] == str(cli.head_init)
     assert count_parameters(build_model()) == CIFAR_OPTION_A[20]
 
 
@@ -481,10 +481,10 @@ def test_cifar_and_imagenet_nets_of_one_depth_are_different_variants_and_wandb_r
     # depth 50 is valid for both families: 6n+2 basic blocks (cifar), Table 1's 50 (imagenet)
     runs, names = [], []
     for family in ("cifar", "imagenet"):
-        cfg = OmegaConf.merge(OmegaConf.structured(RunConfig), {"depth": 50, "family": family})
-        build_model(**model_kwargs(cfg, num_classes=10, in_channels=3))  # both are real nets
-        names.append(run_name(cfg))
-        summary = {"name": variant_name(cfg), "dataset": "synthetic", "depth": 50, "skip": "add"}
+        spec = spec_of_settings({"depth": 50, "family": family})
+        build_model(**spec.model.build_kwargs(num_classes=10, in_channels=3))  # both are real
+        names.append(run_name(spec))
+        summary = {"name": spec.model.name, "dataset": "synthetic", "depth": 50, "skip": "add"}
         runs.append(Run(Path(family), summary, {}, {}, None))
     assert [v.name for v in group_runs(runs)] == ["resnet-50", "resnet-50 imagenet"]
     assert names == ["resnet-50 zero_pad s0", "resnet-50 imagenet zero_pad s0"]

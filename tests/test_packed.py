@@ -3,16 +3,24 @@ trained one by one, and what cannot be packed is a one-line error."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from degradation.config import OptimConfig
 from degradation.errors import UserError
 from degradation.models import build_model, member_loss, pack_models
 from degradation.module import Classifier
+from degradation.preflight import spec_of_settings
+from degradation.spec import OptimSpec
 
 B = 8  # images per member and step
+
+
+def optim_spec(**changes) -> OptimSpec:
+    """The schema's default optimiser settings, parsed, with changes."""
+    return replace(spec_of_settings({}).optim, **changes)
 
 
 def members(specs, **common):
@@ -109,7 +117,7 @@ def test_member_loss_of_one_net_is_cross_entropy_and_of_k_is_the_sum_of_means():
 
 def test_classifier_windows_report_the_members_mean_loss_and_error():
     nets = members(MIXED)
-    module = Classifier(pack_models(nets), OptimConfig())
+    module = Classifier(pack_models(nets), optim_spec())
     ((x, y),) = batches(3, 1)
     loss_sum, errors, count = module.training_step((x, y), 0)["window"].tolist()
     with torch.no_grad():

@@ -24,6 +24,7 @@ from degradation.data.augment import random_crop_flip
 from degradation.data.sources import DEFAULT_FASHION_MNIST_DIR, load_source
 from degradation.models import build_model, count_parameters
 from degradation.run import register as register_configs
+from degradation.spec import data_spec
 from hydra_plugins.degradation_sweeper import DegradationSweeper
 
 register_configs()
@@ -142,7 +143,7 @@ def test_per_pixel_mean_is_computed_on_the_training_split_only(tmp_path):
     fake = write_fake_cifar10(tmp_path, n_per_batch=40, seed=2)
     cfg = composed("experiment=paper_cifar10", f"data.root={tmp_path}", "data.verify=false",
                    "data.download=false", "data.val_size=50")  # fmt: skip
-    dm = ImageDataModule(cfg.data)
+    dm = ImageDataModule(data_spec(cfg))
     images = torch.from_numpy(fake.train_data).view(-1, 3, 32, 32)
     assert dm.normalize.mean.shape == (3, 32, 32)  # one mean per pixel, not per channel
     assert torch.allclose(dm.normalize.mean, images[dm.train_idx].float().mean(dim=0))
@@ -165,14 +166,14 @@ def test_45k_5k_split_is_disjoint_seeded_and_the_same_on_every_run(tmp_path):
     splits = []
     for run_seed in (0, 1):
         torch.manual_seed(run_seed)
-        dm = ImageDataModule(cfg.data)
+        dm = ImageDataModule(data_spec(cfg))
         splits.append((dm.train_idx, dm.val_idx))
     (train_a, val_a), (train_b, val_b) = splits
     assert (len(train_a), len(val_a)) == (160, 40)
     assert not set(train_a.tolist()) & set(val_a.tolist())
     assert torch.equal(train_a, train_b) and torch.equal(val_a, val_b)
     cfg.data.split_seed = 5
-    assert not torch.equal(ImageDataModule(cfg.data).val_idx, val_a)
+    assert not torch.equal(ImageDataModule(data_spec(cfg)).val_idx, val_a)
 
 
 def test_missing_cifar_offline_is_one_line_naming_folder_and_url(tmp_path, out):

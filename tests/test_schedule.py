@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from types import SimpleNamespace
 
 from conftest import run_cli, summaries
 
-from degradation.config import OptimConfig
 from degradation.models import build_model
 from degradation.module import Classifier, scheduled_lr
+from degradation.preflight import spec_of_settings
+from degradation.spec import OptimSpec
+
+
+def optim_spec(**changes) -> OptimSpec:
+    """The schema's default optimiser settings, parsed, with changes."""
+    return replace(spec_of_settings({}).optim, **changes)
 
 
 def test_multistep_schedule_counts_iterations():
-    optim = OptimConfig()
+    optim = optim_spec()
     assert scheduled_lr(optim, 0, False) == 0.1
     assert scheduled_lr(optim, 31_999, False) == 0.1
     assert abs(scheduled_lr(optim, 32_000, False) - 0.01) < 1e-12
     assert abs(scheduled_lr(optim, 48_000, False) - 0.001) < 1e-12
-    assert scheduled_lr(OptimConfig(warmup_lr=0.01), 5, True) == 0.01
+    assert scheduled_lr(optim_spec(warmup_lr=0.01), 5, True) == 0.01
 
 
 def warming_module(global_step: int, **optim) -> Classifier:
     """A Classifier warming up, at a given training step (a stand-in for the trainer)."""
-    module = Classifier(build_model(8), OptimConfig(warmup_lr=0.01, **optim))
+    module = Classifier(build_model(8), optim_spec(warmup_lr=0.01, **optim))
     module._trainer = SimpleNamespace(global_step=global_step)
     return module
 

@@ -22,6 +22,8 @@ from degradation.data.loaders import (
     framework_transform,
 )
 from degradation.data.sampler import ResumableSampler
+from degradation.preflight import spec_of_settings
+from degradation.spec import data_spec, speed_request
 from degradation.speed import resolve_speed
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -62,7 +64,7 @@ def _fresh_cpu_flags():
 def test_auto_is_fp32_eager_on_a_cpu_without_native_bf16(monkeypatch, tmp_path):
     for flags in (AVX2_CPU, "avx512f avx512bw", None):
         fake_cpu(monkeypatch, tmp_path, flags)
-        speed = resolve_speed(config(**{"trainer.accelerator": "cpu"}))
+        speed = resolve_speed(speed_request(config(**{"trainer.accelerator": "cpu"})))
         assert (speed.precision, speed.compile, speed.channels_last) == ("32-true", "none", False)
         assert speed.benchmark is None and not speed.cuda and not speed.fused_sgd
         no_bf16 = "auto on CPU: the CPU has no native bf16 (no amx_bf16 or avx512_bf16)"
@@ -71,14 +73,14 @@ def test_auto_is_fp32_eager_on_a_cpu_without_native_bf16(monkeypatch, tmp_path):
 
 def test_auto_is_bf16_channels_last_on_a_cpu_with_native_bf16(monkeypatch, tmp_path):
     fake_cpu(monkeypatch, tmp_path, AMX_CPU)
-    speed = resolve_speed(config())  # accelerator auto, no GPU: the CPU
+    speed = resolve_speed(speed_request(config()))  # accelerator auto, no GPU: the CPU
     assert (speed.precision, speed.channels_last, speed.compile) == ("bf16-mixed", True, "none")
     assert speed.reason == "auto on CPU: the CPU has native bf16 (amx_bf16, avx512_bf16)"
     assert not speed.fused_sgd and not speed.cuda
     fake_cpu(monkeypatch, tmp_path, "avx2 avx512f avx512_bf16")  # AMD Zen 4: no AMX
-    assert resolve_speed(config()).precision == "bf16-mixed"
+    assert resolve_speed(speed_request(config())).precision == "bf16-mixed"
     # an explicit setting wins, and says so
-    pinned = resolve_speed(config(**{"trainer.precision": "32-true"}))
+    pinned = resolve_speed(speed_request(config(**{"trainer.precision": "32-true"})))
     assert (pinned.precision, pinned.channels_last) == ("32-true", False)  # fp32: plain
     assert pinned.reason == "set: trainer.precision=32-true"
 
@@ -93,21 +95,21 @@ def test_paper_cifar10_pins_fp32_on_any_cpu(monkeypatch, tmp_path):
     with initialize_config_module(config_module="degradation.conf", version_base="1.3"):
         paper = compose("config", overrides=["experiment=paper_cifar10"])
         demo = compose("config", overrides=["experiment=demo"])
-    assert resolve_speed(paper).precision == "32-true"
-    assert resolve_speed(demo).precision == "bf16-mixed"
+    assert resolve_speed(speed_request(paper)).precision == "32-true"
+    assert resolve_speed(speed_request(demo)).precision == "bf16-mixed"
 
 
 def test_auto_is_the_fast_path_on_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    speed = resolve_speed(config())  # accelerator auto, a GPU visible
+    speed = resolve_speed(speed_request(config()))  # accelerator auto, a GPU visible
     assert (speed.precision, speed.compile) == ("bf16-mixed", "reduce-overhead")
     assert speed.channels_last and speed.benchmark and speed.cuda and speed.fused_sgd
     # no bf16 on the card: fp32, never fp16 (plain-56 diverges in fp16)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert resolve_speed(config()).precision == "32-true"
+    assert resolve_speed(speed_request(config())).precision == "32-true"
     # deterministic runs keep cuDNN's choice deterministic
-    assert resolve_speed(config(**{"trainer.deterministic": True})).benchmark is None
+    assert resolve_speed(speed_request(config(**{"trainer.deterministic": True}))).benchmark is None
 
 
 def test_a_run_records_the_precision_its_cpu_chose_and_why(out):
@@ -153,11 +155,11 @@ def test_explicit_speed_settings_are_kept(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     cfg = config(**{"trainer.precision": "32-true", "compile": "none", "channels_last": False})
     cfg.trainer.benchmark, cfg.fused_sgd = False, False
-    speed = resolve_speed(cfg)
+    speed = resolve_speed(speed_request(cfg))
     kept = (speed.precision, speed.compile, speed.channels_last, speed.benchmark, speed.fused_sgd)
     assert kept == ("32-true", "none", False, False, False)
     chosen = {"compile": "default", "channels_last": True, "trainer.precision": "bf16-mixed"}
-    cpu = resolve_speed(config(**{"trainer.accelerator": "cpu", **chosen}))
+    cpu = resolve_speed(speed_request(config(**{"trainer.accelerator": "cpu", **chosen})))
     assert (cpu.precision, cpu.compile, cpu.channels_last) == ("bf16-mixed", "default", True)
 
 
@@ -269,7 +271,7 @@ def test_training_on_cuda_keeps_the_data_on_the_gpu():
     from degradation.data import ImageDataModule
 
     cfg = config(**{"data.synthetic.train_size": 600, "data.val_size": 100})
-    dm = ImageDataModule(cfg.data)
+    dm = ImageDataModule(data_spec(cfg))
     strategy = SimpleNamespace(root_device=torch.device("cuda", 0))
     dm.trainer = SimpleNamespace(strategy=strategy, world_size=1, global_rank=0, global_step=0)
     loader = dm.train_dataloader()
@@ -344,7 +346,6 @@ def test_a_resumed_run_uses_its_own_fused_sgd_setting_not_its_checkpoints(tmp_pa
     from lightning.pytorch.callbacks import Callback
     from torch.utils.data import DataLoader, TensorDataset
 
-    from degradation.config import OptimConfig
     from degradation.models import build_model
     from degradation.module import Classifier
 
@@ -356,7 +357,7 @@ def test_a_resumed_run_uses_its_own_fused_sgd_setting_not_its_checkpoints(tmp_pa
             seen.append(trainer.optimizers[0].param_groups[0]["fused"])
 
     def fit(fused: bool, steps: int, ckpt_path=None) -> L.Trainer:
-        module = Classifier(build_model(depth=8), OptimConfig(), fused_sgd=fused)
+        module = Classifier(build_model(depth=8), spec_of_settings({}).optim, fused_sgd=fused)
         trainer = L.Trainer(
             accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, callbacks=[FusedAtStart()],

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from degradation import loggers
 from degradation.loggers import resolve_mode, run_name, variant_group
+from degradation.preflight import parse
 from degradation.report.wandb import build_report
 from degradation.rundir import WANDB_RUN_ID, read_metrics
 from degradation.wandb_files import history, records, segments, written
@@ -212,25 +213,25 @@ def test_mode_auto_is_online_only_with_a_key_or_login(tmp_path):
     )
 
 
-def test_names_and_groups(compose_cfg):
-    assert run_name(compose_cfg("skip=none", "seed=3")) == "plain-8 s3"
-    assert run_name(compose_cfg("skip=add", "shortcut=projection")) == "resnet-8 projection s0"
+def test_names_and_groups(compose_spec):
+    assert run_name(compose_spec("skip=none", "seed=3")) == "plain-8 s3"
+    assert run_name(compose_spec("skip=add", "shortcut=projection")) == "resnet-8 projection s0"
     # seeds share a group; anything else that changes the run does not
-    group = variant_group(compose_cfg("skip=none", "seed=0"))
-    assert variant_group(compose_cfg("skip=none", "seed=1")) == group
-    assert variant_group(compose_cfg("skip=none", "logger=wandb", "output_root=/x")) == group
-    assert variant_group(compose_cfg("skip=none", "optim.lr=0.05")) != group
-    assert variant_group(compose_cfg("skip=none", "logger.wandb.group=paper")).startswith(
+    group = variant_group(compose_spec("skip=none", "seed=0"))
+    assert variant_group(compose_spec("skip=none", "seed=1")) == group
+    assert variant_group(compose_spec("skip=none", "logger=wandb", "output_root=/x")) == group
+    assert variant_group(compose_spec("skip=none", "optim.lr=0.05")) != group
+    assert variant_group(compose_spec("skip=none", "logger.wandb.group=paper")).startswith(
         "paper/plain-8 #"
     )
     # the report recomputes the group from the saved config: the same string
-    saved = OmegaConf.create(OmegaConf.to_yaml(compose_cfg("skip=none", "seed=2")))
+    saved = parse(OmegaConf.create(compose_spec("skip=none", "seed=2").config_yaml))
     assert variant_group(saved) == group
 
 
 @needs_wandb
 def test_jobs_in_one_process_are_separate_runs_and_restore_the_environment(
-    compose_cfg, tmp_path, monkeypatch
+    compose_spec, tmp_path, monkeypatch
 ):
     """Hydra multirun runs jobs in one process: nothing of job 1 may reach job 2."""
     import wandb
@@ -240,7 +241,7 @@ def test_jobs_in_one_process_are_separate_runs_and_restore_the_environment(
 
     no_wandb_login(monkeypatch, tmp_path / "home")
     monkeypatch.setenv("WANDB_MODE", "offline")  # as a user might; must survive unchanged
-    cfg = compose_cfg("logger=wandb", "logger.wandb.mode=offline")
+    cfg = compose_spec("logger=wandb", "logger.wandb.mode=offline")
     ids = []
     for job in ("a", "b"):
         built = loggers.build_loggers(cfg, tmp_path / job)
@@ -256,13 +257,13 @@ def test_jobs_in_one_process_are_separate_runs_and_restore_the_environment(
 
 @needs_wandb
 def test_online_start_that_fails_falls_back_to_offline_quickly(
-    compose_cfg, tmp_path, monkeypatch, capsys
+    compose_spec, tmp_path, monkeypatch, capsys
 ):
     """A key but no reachable server: offline after init_timeout, never W&B's 90 s wait."""
     no_wandb_login(monkeypatch, tmp_path / "home")
     monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
-    cfg = compose_cfg("logger=wandb", "logger.wandb.init_timeout=2")
+    cfg = compose_spec("logger=wandb", "logger.wandb.init_timeout=2")
     started = time.monotonic()
     loggers.build_loggers(cfg, tmp_path / "run")
     assert time.monotonic() - started < 30
@@ -273,12 +274,12 @@ def test_online_start_that_fails_falls_back_to_offline_quickly(
     assert "wandb sync " + str(tmp_path / "run" / "wandb" / "offline-run-") in out
 
 
-def test_only_global_rank_zero_makes_a_wandb_run(compose_cfg, tmp_path, monkeypatch):
+def test_only_global_rank_zero_makes_a_wandb_run(compose_spec, tmp_path, monkeypatch):
     from degradation.loggers import MetricsCSVLogger as CSVLogger  # metrics.csv's writer
 
     no_wandb_login(monkeypatch, tmp_path / "home")
     monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP child process
-    built = loggers.build_loggers(compose_cfg("logger=wandb"), tmp_path / "run")
+    built = loggers.build_loggers(compose_spec("logger=wandb"), tmp_path / "run")
     assert [type(x) for x in built] == [CSVLogger]
     assert loggers._session is None and not (tmp_path / "run" / "wandb").exists()
 
@@ -347,11 +348,11 @@ def test_a_killed_run_continues_its_wandb_run_with_every_step_once(tmp_path, mon
 
 
 @needs_wandb
-def test_resumed_wandb_logs_no_step_twice(compose_cfg, tmp_path, monkeypatch):
+def test_resumed_wandb_logs_no_step_twice(compose_spec, tmp_path, monkeypatch):
     """A start that logged past the checkpoint (steps 0-14, checkpoint at 10): the resumed
     start logs 10-20 again, and the W&B run keeps 0-14 from the first and 15-20 from it."""
     no_wandb_login(monkeypatch, tmp_path / "home")
-    cfg = compose_cfg("logger=wandb", "logger.wandb.mode=offline")
+    cfg = compose_spec("logger=wandb", "logger.wandb.mode=offline")
     run_dir = tmp_path / "run"
     for steps, resume_step in ((range(15), None), (range(10, 21), 10)):
         (wandb_logger,) = loggers.build_loggers(cfg, run_dir, 0, resume_step)[1:]

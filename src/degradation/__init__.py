@@ -1,7 +1,7 @@
 """degradation: plain vs residual nets and the degradation problem (He et al. 2015).
 
     from degradation import load_run
-    run = load_run("outputs/runs/default/default", checkpoint="best")  # run.model, .cfg, .data
+    run = load_run("outputs/runs/default/default", checkpoint="best")  # run.model, .spec, .data
 
 The Python API (README.md): `load_run` here; `degradation.models.build_model`,
 `degradation.module.Classifier` (`Classifier.load_from_checkpoint(path)`).

@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -53,18 +54,18 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from degradation.callbacks import CompileClock, MetricWindow
-from degradation.config import RunConfig
 from degradation.data import ImageDataModule
 from degradation.data.loaders import PerSampleImages, common_recipe_transform
 from degradation.distributed import resolve_device
 from degradation.errors import CommandLineParser, UserError
 from degradation.models import build_model, pack_models
 from degradation.module import Classifier
-from degradation.speed import native_bf16_flags, prepare_model, resolve_speed
+from degradation.preflight import spec_of_settings
+from degradation.spec import RunSpec
+from degradation.speed import native_bf16_flags, prepare_model
 
 CANONICAL_STEPS, CANONICAL_BATCH = 64000, 128  # He et al. 2015, Sec. 4.2
 CANONICAL_DEPTHS = (20, 56, 110)  # x plain/residual: 6 runs
@@ -85,19 +86,28 @@ CPU_OPTIONS = {
 }  # fmt: skip
 
 
-def bench_config(
-    depth: int, batch: int, device: str, train_size: int, image_size: int = 32
-) -> DictConfig:
-    """A run's config (schema defaults) for the benchmark's model and synthetic data."""
-    cfg = OmegaConf.structured(RunConfig)
-    cfg.depth = depth
-    cfg.data.synthetic.image_size = image_size
-    cfg.trainer.accelerator = device
-    cfg.data.batch_size = batch
-    cfg.data.val_size = 256
-    cfg.data.synthetic.train_size = train_size + cfg.data.val_size
-    cfg.data.synthetic.test_size = 256
-    return cfg
+def bench_spec(
+    depth: int,
+    batch: int,
+    device: str,
+    train_size: int,
+    image_size: int = 32,
+    options: dict[str, Any] | None = None,
+) -> RunSpec:
+    """A run's spec (schema defaults) for the benchmark's model and synthetic data; `options`:
+    more settings by their config keys (CPU_OPTIONS)."""
+    return spec_of_settings(
+        {
+            "depth": depth,
+            "data.synthetic.image_size": image_size,
+            "trainer.accelerator": device,
+            "data.batch_size": batch,
+            "data.val_size": 256,
+            "data.synthetic.train_size": train_size + 256,
+            "data.synthetic.test_size": 256,
+            **(options or {}),
+        }
+    )
 
 
 def check_depth(depth: int) -> None:
@@ -202,21 +212,21 @@ def wait_for_parties(folder: Path, parties: int) -> None:
 
 
 def framework_img_s(
-    cfg: DictConfig, dm, warmup: int, steps: int, barrier=None, parties=1, members: int = 1
+    spec: RunSpec, dm, warmup: int, steps: int, barrier=None, parties=1, members: int = 1
 ):
     """img/s of the framework's training step (Classifier + lightning.Trainer), the speed
     settings it ran with and the seconds of its warm-up steps (compilation included); with
     `members` > 1 a fused model (dm's batches hold every member's images) and the img/s
     summed over its members."""
-    device = "cuda" if cfg.trainer.accelerator == "cuda" else "cpu"
-    speed = resolve_speed(cfg)
+    device = "cuda" if spec.trainer.accelerator == "cuda" else "cpu"
+    speed = spec.speed
     nets = []
     for seed in range(members):
         L.seed_everything(seed, verbose=False)
         skip = "add" if members == 1 or seed % 2 else "none"  # fused: plain/residual twins
         nets.append(
             build_model(
-                depth=cfg.depth,
+                depth=spec.model.depth,
                 skip=skip,
                 shortcut="zero_pad",
                 num_classes=10,
@@ -225,7 +235,7 @@ def framework_img_s(
         )
     model = nets[0] if members == 1 else pack_models(nets)
     prepare_model(model, speed)
-    module = Classifier(model, cfg.optim, fused_sgd=speed.fused_sgd)
+    module = Classifier(model, spec.optim, fused_sgd=speed.fused_sgd)
     clock = StepClock(warmup, steps, device, barrier, parties)
     with tempfile.TemporaryDirectory(prefix="degradation-bench-") as logs:
         trainer = L.Trainer(
@@ -238,7 +248,7 @@ def framework_img_s(
             num_sanity_val_steps=0,
             logger=CSVLogger(logs, name="", version=""),
             log_every_n_steps=1,
-            callbacks=[clock, MetricWindow(cfg.log_every), CompileClock(speed)],
+            callbacks=[clock, MetricWindow(spec.records.log_every), CompileClock(speed)],
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -249,22 +259,22 @@ def framework_img_s(
     return clock.img_s, speed, clock.warmup_s
 
 
-def cpu_options(cfg: DictConfig, dm, warmup: int, steps: int) -> dict[str, dict[str, Any]]:
+def cpu_options(
+    spec_with: Callable[[dict[str, Any]], RunSpec], dm, warmup: int, steps: int
+) -> dict[str, dict[str, Any]]:
     """Each of CPU_OPTIONS timed through the framework's step: img/s, its ratio to fp32 eager
     (timed in this process), and for torch.compile the warm-up's extra seconds and the run
-    length in steps from which compiling pays back."""
+    length in steps from which compiling pays back. `spec_with(options)`: the benchmark's spec
+    with an option's settings."""
     results: dict[str, dict[str, Any]] = {}
     for label, overrides in CPU_OPTIONS.items():
-        option = cfg.copy()
-        for key, value in overrides.items():
-            OmegaConf.update(option, key, value)
-        img_s, _, warmup_s = framework_img_s(option, dm, warmup, steps)
+        img_s, _, warmup_s = framework_img_s(spec_with(overrides), dm, warmup, steps)
         results[label] = {"img_s": img_s, "warmup_s": warmup_s, **overrides}
     eager = results["fp32 eager"]
     for r in results.values():
         r["vs_fp32_eager"] = r["img_s"] / eager["img_s"]
     compiled = results["fp32 + torch.compile"]
-    batch = cfg.data.batch_size
+    batch = spec_with({}).data.batch_size
     saved_per_step = batch / eager["img_s"] - batch / compiled["img_s"]
     extra_s = compiled["warmup_s"] - eager["warmup_s"]
     compiled["compile_extra_s"] = extra_s
@@ -307,9 +317,9 @@ def packed_img_s(args, depth: int, device: str) -> list[float]:
 
 def fused_img_s(args, depth: int, device: str) -> float:
     """img/s summed over `args.fuse` members stepped together as one fused model."""
-    cfg = bench_config(depth, args.batch * args.fuse, device, args.train_size * args.fuse)
-    dm = ImageDataModule(cfg.data, seed=0)
-    return framework_img_s(cfg, dm, args.warmup, args.steps, members=args.fuse)[0]
+    spec = bench_spec(depth, args.batch * args.fuse, device, args.train_size * args.fuse)
+    dm = ImageDataModule(spec.data, seed=0)
+    return framework_img_s(spec, dm, args.warmup, args.steps, members=args.fuse)[0]
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -473,8 +483,9 @@ def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
     meta = machine()
     records = []
     for depth in depths:
-        cfg = bench_config(depth, args.batch, device, args.train_size, args.image_size)
-        dm = ImageDataModule(cfg.data, seed=0)
+        shape = (depth, args.batch, device, args.train_size, args.image_size)
+        spec = bench_spec(*shape)
+        dm = ImageDataModule(spec.data, seed=0)
         baselines = {}
         if not args.framework_only:
             for n in workers:
@@ -482,14 +493,16 @@ def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
                     dm, depth, args.batch, device, n, args.warmup, args.steps
                 )
         framework, speed, _ = framework_img_s(
-            cfg, dm, args.warmup, args.steps, args.barrier, args.parties
+            spec, dm, args.warmup, args.steps, args.barrier, args.parties
         )
         packed = packed_img_s(args, depth, device) if args.pack > 1 else None
         fused = fused_img_s(args, depth, device) if args.fuse > 1 else None
         best = max(baselines.values()) if baselines else None
         options = None
         if device == "cpu" and not args.no_options and not args.framework_only:
-            options = cpu_options(cfg, dm, args.warmup, args.steps)
+            options = cpu_options(
+                lambda o, shape=shape: bench_spec(*shape, options=o), dm, args.warmup, args.steps
+            )
         records.append(
             {
                 "model": f"resnet-{depth}",

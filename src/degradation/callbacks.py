@@ -82,7 +82,7 @@ def configured_callbacks(configs: Any, progress_bar: bool) -> list[Callback]:
                 "rich_progress_bar or device_stats"
             )
         try:
-            callback = instantiate(node)
+            callback = instantiate(dict(node))
         except Exception as err:  # hydra's InstantiationException: the cause says what
             cause = first_line(err.__cause__ or err)
             raise UserError(f"{where} ({node['_target_']}): {cause}") from None

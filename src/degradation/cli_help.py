@@ -14,7 +14,6 @@ import typing
 from enum import Enum
 from typing import Any
 
-from degradation.choices import value
 from degradation.config import RunConfig
 
 SETTINGS = {
@@ -80,7 +79,7 @@ def _text(default: Any, key: str = "") -> str:
         return "null"
     if isinstance(default, bool):
         return str(default).lower()
-    return str(value(default))
+    return str(default)  # a StrEnum's str() is its value
 
 
 def _choices(hint: Any) -> str:

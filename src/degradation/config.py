@@ -24,7 +24,6 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import II
 
-from degradation.choices import value
 from degradation.errors import UserError
 
 
@@ -320,11 +319,11 @@ def logger_kinds(kind: Any) -> list[str]:
     if kind is None:
         names = []
     elif isinstance(kind, str | Enum):
-        names = [value(kind)]
+        names = [str(kind)]  # a StrEnum's str() is its value
     elif hasattr(kind, "items"):
         names = [str(name) for name, chosen in kind.items() if chosen]
     else:
-        names = [value(name) for name in kind]
+        names = [str(name) for name in kind]
     return list(dict.fromkeys(names))
 
 
@@ -439,41 +438,24 @@ def jobs_per_gpu_setting(setting: Any) -> int | str:
     return text if text == "auto" else int(text)
 
 
-def model_kwargs(cfg: Any, num_classes: int, in_channels: int) -> dict:
-    """`models.build_model`'s arguments from a run config."""
-    return dict(
-        depth=cfg.depth,
-        skip=value(cfg.skip),
-        shortcut=value(cfg.shortcut),
-        num_classes=num_classes,
-        in_channels=in_channels,
-        family=value(cfg.family),
-        block=value(cfg.block),
-        width=cfg.width,
-        preact=cfg.preact,
-        zero_init_residual=cfg.zero_init_residual,
-        head_init=value(cfg.head_init),
-    )
-
-
 def variant_name(cfg: Any) -> str:
     """Human label of the architecture, seed left out: 'plain-56', 'resnet-56 projection',
     'resnet-18 imagenet', 'resnet-50 keras' (the family is named unless it is cifar, so that
     nets of one depth from different families are never averaged together in reports or W&B).
     A keras net's block and shortcut are implied by its family, so nothing follows it."""
-    skip = value(cfg.skip)
+    skip = str(cfg.skip)  # plain values (spec.ModelSpec) or the schema's StrEnums
     kind = {"none": "plain", "add": "resnet", "concat": "concatnet"}[skip]
     label = f"{kind}-{cfg.depth}"
-    if value(cfg.family) == "keras":
+    if cfg.family == "keras":
         return f"{label} keras"
-    if value(cfg.family) != "cifar":
-        label += f" {value(cfg.family)}"
-    if value(cfg.block) == "bottleneck":
+    if cfg.family != "cifar":
+        label += f" {cfg.family}"
+    if cfg.block == "bottleneck":
         label += " bottleneck"
     if cfg.preact:
         label += " preact"
-    if skip != "none" and value(cfg.shortcut) != "zero_pad":
-        label += f" {value(cfg.shortcut)}"
+    if skip != "none" and cfg.shortcut != "zero_pad":
+        label += f" {cfg.shortcut}"
     if cfg.width != 1:
         label += f" x{cfg.width}"
     return label

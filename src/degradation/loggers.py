@@ -1,6 +1,6 @@
 """The run's Lightning loggers: metrics.csv always, plus W&B and TensorBoard when chosen.
 
-    build_loggers(cfg, run_dir, keep_rows, resume_step)  # [MetricsCSVLogger, ...]; starts W&B
+    build_loggers(spec, run_dir, keep_rows, resume_step)  # [MetricsCSVLogger, ...]; starts W&B
     finish_wandb(summary)         # summary.json's figures into the W&B run, then finish it
 
 `logger.kind` (config.logger_kinds) names the loggers: `csv` (always on), `wandb`,
@@ -37,6 +37,7 @@ Over 300 lines: the one home of the run's loggers, W&B's start, resume and finis
 
 from __future__ import annotations
 
+import copy
 import netrc
 import os
 import secrets
@@ -51,10 +52,7 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from omegaconf import DictConfig, OmegaConf
 
-from degradation.choices import value
-from degradation.config import logger_kinds, variant_name
 from degradation.distributed import is_global_zero
 from degradation.environment import git_root, git_state
 from degradation.errors import first_line
@@ -62,7 +60,6 @@ from degradation.rundir import (
     METRICS,
     TENSORBOARD,
     append_text,
-    config_hash,
     csv_text,
     cut_csv_rows,
     read_metrics,
@@ -70,6 +67,7 @@ from degradation.rundir import (
     write_csv_rows,
     write_wandb_run_id,
 )
+from degradation.spec import RunSpec
 from degradation.wandb_files import last_step, segments, written
 
 DEFAULT_PROJECT = "degradation"
@@ -88,19 +86,6 @@ class _WandbSession:
 
 
 _session: _WandbSession | None = None  # the W&B run of the job in progress, if any
-
-
-def chosen_loggers(cfg: DictConfig) -> list[str]:
-    """The names `logger.kind` chooses: ['csv'], ['wandb', 'tensorboard'], ..."""
-    return logger_kinds(OmegaConf.select(cfg, "logger.kind", default="csv"))
-
-
-def wandb_requested(cfg: DictConfig) -> bool:
-    return "wandb" in chosen_loggers(cfg)
-
-
-def tensorboard_requested(cfg: DictConfig) -> bool:
-    return "tensorboard" in chosen_loggers(cfg)
 
 
 def has_wandb_credentials(environ: Mapping[str, str] = os.environ) -> bool:
@@ -132,46 +117,43 @@ def resolve_mode(requested: str, environ: Mapping[str, str] = os.environ) -> str
     return "online" if has_wandb_credentials(environ) else "offline"
 
 
-def run_name(cfg: DictConfig) -> str:
+def run_name(spec: RunSpec) -> str:
     """'plain-56 s0', 'resnet-56 zero_pad s1', 'resnet-110 projection s2'."""
-    label = variant_name(cfg)
-    shortcut = value(cfg.shortcut)
-    if value(cfg.skip) != "none" and shortcut not in label:
+    label = spec.model.name
+    shortcut = spec.model.shortcut
+    if shortcut is not None and shortcut not in label:
         label += f" {shortcut}"
-    return f"{label} s{cfg.seed}"
+    return f"{label} s{spec.seed}"
 
 
-def variant_group(cfg: DictConfig) -> str:
+def variant_group(spec: RunSpec) -> str:
     """One W&B group per variant, seeds left out: 'demo/plain-56 #1a2b3c'.
 
     The prefix is `logger.wandb.group` or the experiment name; the suffix is the config_hash
-    of the resolved config without seed and name, so runs that differ in anything but the seed
-    (dataset, steps, lr, ...) never share a group and W&B's mean ± std is honest.
+    of the resolved config without seed and name (spec.variant_digest), so runs that differ
+    in anything but the seed (dataset, steps, lr, ...) never share a group and W&B's
+    mean ± std is honest.
     """
-    seedless = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    seedless.pop("seed", None)
-    seedless.pop("name", None)
-    digest = config_hash(seedless)[:6]
-    prefix = OmegaConf.select(cfg, "logger.wandb.group") or cfg.name
-    return f"{prefix}/{variant_name(cfg)} #{digest}"
+    prefix = spec.records.wandb.group or spec.name
+    return f"{prefix}/{spec.model.name} #{spec.variant_digest}"
 
 
 def build_loggers(
-    cfg: DictConfig, run_dir: Path, keep_rows: int | None = None, resume_step: int | None = None
+    spec: RunSpec, run_dir: Path, keep_rows: int | None = None, resume_step: int | None = None
 ) -> list:
     """[MetricsCSVLogger(run_dir, keep_rows)], plus a TensorBoardLogger with
     `logger=tensorboard` and, on global rank 0, a WandbRunLogger with `logger=wandb`.
     `resume_step`: the checkpoint's step a resumed run continues from (None: a fresh start)."""
     run_dir = Path(run_dir)
     loggers: list = [MetricsCSVLogger(run_dir, keep_rows)]
-    if tensorboard_requested(cfg):
+    if "tensorboard" in spec.records.loggers:
         loggers.append(tensorboard_logger(run_dir, resume_step))
-    if wandb_requested(cfg) and is_global_zero():
-        session = _start_wandb_run(cfg, run_dir)
+    if "wandb" in spec.records.loggers and is_global_zero():
+        session = _start_wandb_run(spec, run_dir)
         if session is not None:
             if resume_step is not None:
                 backfill_wandb(session.run, run_dir, session.first_step, resume_step)
-            log_model = bool(cfg.logger.wandb.log_model) and session.mode == "online"
+            log_model = spec.records.wandb.log_model and session.mode == "online"
             loggers.append(WandbRunLogger(session.run, session.first_step, log_model))
     return loggers
 
@@ -233,15 +215,15 @@ class WandbRunLogger(WandbLogger):
             self.experiment.log({**metrics, STEP_METRIC: step}, step=step)
 
 
-def _init_args(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    wcfg = cfg.logger.wandb
+def _init_args(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
+    wcfg = spec.records.wandb
     commit, dirty = git_state()
-    group = variant_group(cfg)
-    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    config.update(variant=variant_name(cfg), group=group, git_commit=commit, git_dirty=dirty)
-    shortcut = value(cfg.shortcut) if value(cfg.skip) != "none" else "not_applicable"
-    tags = [f"depth={cfg.depth}", f"skip={value(cfg.skip)}", f"shortcut={shortcut}"]
-    tags += [f"dataset={cfg.data.name}", *wcfg.tags]
+    group = variant_group(spec)
+    config = copy.deepcopy(dict(spec.config))
+    config.update(variant=spec.model.name, group=group, git_commit=commit, git_dirty=dirty)
+    model = spec.model
+    tags = [f"depth={model.depth}", f"skip={model.skip}", f"shortcut={model.shortcut_label}"]
+    tags += [f"dataset={spec.data.name}", *wcfg.tags]
     wandb_dir = wcfg.dir or (None if os.environ.get("WANDB_DIR") else str(run_dir))
     if wandb_dir:
         Path(wandb_dir).mkdir(parents=True, exist_ok=True)
@@ -250,7 +232,7 @@ def _init_args(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         entity=wcfg.entity,
         group=group,
         job_type=wcfg.job_type,
-        name=run_name(cfg),
+        name=run_name(spec),
         tags=tags,
         config=config,
         dir=wandb_dir,
@@ -269,20 +251,20 @@ def _wandb_run_id(run_dir: Path) -> str:
     return run_id
 
 
-def _start_wandb_run(cfg: DictConfig, run_dir: Path) -> _WandbSession | None:
+def _start_wandb_run(spec: RunSpec, run_dir: Path) -> _WandbSession | None:
     global _session
     import wandb
 
-    mode = resolve_mode(value(cfg.logger.wandb.mode))
+    mode = resolve_mode(spec.records.wandb.mode)
     if mode == "disabled":
         print("[wandb] disabled (logger.wandb.mode or WANDB_MODE): metrics.csv only")
         return None
     if wandb.run is not None:  # left over from earlier in this process: never log into it
         wandb.finish()
     saved_env = {key: os.environ.get(key) for key in GUARDED_ENV}
-    args = _init_args(cfg, run_dir)
+    args = _init_args(spec, run_dir)
     # silent: our own two lines say where the run went; init_timeout: no 90 s hang offline
-    settings = dict(silent=True, init_timeout=float(cfg.logger.wandb.init_timeout))
+    settings = dict(silent=True, init_timeout=float(spec.records.wandb.init_timeout))
     settings.update(_git_settings())
     run = None
     if mode == "online" and not has_wandb_credentials():

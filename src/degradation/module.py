@@ -16,12 +16,11 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 
-from degradation.config import OptimConfig
 from degradation.models import build_model, member_loss, pack_models
 from degradation.rundir import STATE_KEY
+from degradation.spec import OptimSpec
 
 
 def _rebuild(arch: Mapping) -> nn.Module:
@@ -37,7 +36,7 @@ def _rebuild(arch: Mapping) -> nn.Module:
 VAL_PREFIX, TEST_PREFIX, BEST_TEST_PREFIX = "val/", "test/", "best/test_"
 
 
-def scheduled_lr(optim: OptimConfig, step: int, warming_up: bool) -> float:
+def scheduled_lr(optim: OptimSpec, step: int, warming_up: bool) -> float:
     """Learning rate at a training step: lr · gamma^(milestones passed), or the warm-up lr."""
     if warming_up:
         return optim.warmup_lr
@@ -45,10 +44,8 @@ def scheduled_lr(optim: OptimConfig, step: int, warming_up: bool) -> float:
 
 
 def _plain_optim(optim: Any) -> dict[str, Any]:
-    """The optimiser settings as plain values (a run config's DictConfig, an OptimConfig or a
-    mapping): what a checkpoint may hold and still load with weights_only=True."""
-    if OmegaConf.is_config(optim):
-        return OmegaConf.to_container(optim, resolve=True)
+    """The optimiser settings as plain values (an OptimSpec or a mapping): what a checkpoint
+    may hold and still load with weights_only=True."""
     if dataclasses.is_dataclass(optim):
         return dataclasses.asdict(optim)
     return dict(optim)
@@ -61,7 +58,9 @@ class Classifier(L.LightningModule):
     a checkpoint that loads with weights_only=True. A net without `arch` (not built by
     build_model) is passed again: `load_from_checkpoint(path, model=net)`."""
 
-    def __init__(self, model: nn.Module | dict | None, optim: Any, fused_sgd: bool = False):
+    def __init__(
+        self, model: nn.Module | dict | None, optim: OptimSpec | Mapping, fused_sgd: bool = False
+    ):
         super().__init__()
         if isinstance(model, Mapping):
             model = _rebuild(model)
@@ -77,7 +76,7 @@ class Classifier(L.LightningModule):
             logger=False,
         )
         self.model = model
-        self.optim = OptimConfig(**optim) if isinstance(optim, Mapping) else optim
+        self.optim = OptimSpec(**optim) if isinstance(optim, Mapping) else optim
         self.fused_sgd = fused_sgd
         # ResNet-110 warm-up (He et al. 2015, Sec. 4.2): warmup_lr until the training error of
         # a window drops below warmup_until_error; warmup_max_steps is only a safety cap

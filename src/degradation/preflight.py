@@ -2,6 +2,7 @@
 
     check_command_line(argv)   # each job of a sweep composed and validated; UserError if not
     validate(cfg)              # one run's config: every field's rule, then the cross-checks
+    parse(cfg)                 # validate, then the run's typed spec (spec.py)
 
 Every value of every swept key is composed with the others at their first value, so
 `-m depth=20,21` fails before the first job starts rather than in the middle of a sweep.
@@ -26,7 +27,7 @@ import re
 import tempfile
 from pathlib import Path
 from shutil import which
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -40,9 +41,12 @@ from degradation.config import (
     MANAGED_TRAINER_ARGS,
     RULES,
     RunConfig,
-    model_kwargs,
+    logger_kinds,
 )
 from degradation.errors import UserError, first_line
+
+if TYPE_CHECKING:
+    from degradation.spec import RunSpec
 
 CONFIG_MODULE = "degradation.conf"
 # Hydra's own flags: those that take a value, and those after which nothing is trained.
@@ -178,6 +182,7 @@ def check_command_line(argv: list[str]) -> list[DictConfig]:
     if not check:
         return []  # --help, --shell-completion, ...: no torch import (seconds) for those
     from degradation.data import load_images
+    from degradation.spec import data_spec
 
     try:
         variants = job_variants(overrides)
@@ -196,6 +201,7 @@ def check_command_line(argv: list[str]) -> list[DictConfig]:
     for check in MACHINE_CHECKS:  # each over every job: torch's before Lightning's import
         for cfg in configs:
             check(cfg)
+    _validated.update(_identity(cfg) for cfg in configs)
     if printing_only:
         return configs  # only printing the config: no dataset is needed (or downloaded)
 
@@ -205,7 +211,7 @@ def check_command_line(argv: list[str]) -> list[DictConfig]:
         if cfg.data.name == "synthetic":
             continue
         if key not in train_sizes:
-            train_sizes[key] = len(load_images(cfg.data).train_labels)
+            train_sizes[key] = len(load_images(data_spec(cfg)).train_labels)
         check_split_sizes(cfg.data, train_sizes[key])
     return configs
 
@@ -302,10 +308,51 @@ def check_writable_file(path: str | Path, label: str) -> None:
 # --- one run's config ---------------------------------------------------------------------------
 
 
+# The configs validated in this process, by their full resolved text: the command line's
+# preflight validates every job before Hydra starts, and the job's spec.parse then finds its
+# config here instead of building the meta-device model and a Trainer a second time.
+_validated: set[str] = set()
+
+
 def validate(cfg: DictConfig) -> None:
-    """Raises a one-line UserError for the first value that cannot work (see the module doc)."""
+    """Raises a one-line UserError for the first value that cannot work (see the module doc);
+    once per config in a process."""
+    key = _identity(cfg)
+    if key is not None and key in _validated:
+        return
     check_values(cfg)
     check_machine(cfg)
+    _validated.add(key)
+
+
+def parse(cfg: DictConfig) -> RunSpec:
+    """The run spec of a composed config (spec.py): validated here first (a config validated
+    before in this process, as the command line's check does for every job, is not validated
+    again), with `auto` and null resolved for this machine. The one way from a config to a run:
+    run.py calls it and hands the spec to train()."""
+    from degradation.spec import build_spec, speed_request
+    from degradation.speed import resolve_speed
+
+    validate(cfg)
+    return build_spec(cfg, resolve_speed(speed_request(cfg)))
+
+
+def spec_of_settings(settings: dict[str, Any]) -> RunSpec:
+    """The parsed spec of the schema's defaults with settings by their config keys
+    ({"depth": 56, "trainer.precision": "bf16-mixed"}): for tools that build runs in Python
+    (degradation.bench, tests) rather than from a command line."""
+    cfg = OmegaConf.structured(RunConfig)
+    for key, value in settings.items():
+        OmegaConf.update(cfg, key, value)
+    return parse(cfg)
+
+
+def _identity(cfg: DictConfig) -> str | None:
+    """The config's full resolved text (None where it does not resolve: check_values says)."""
+    try:
+        return OmegaConf.to_yaml(cfg, resolve=True)
+    except OmegaConfBaseException:
+        return None
 
 
 def check_values(cfg: DictConfig) -> None:
@@ -426,6 +473,7 @@ def check_trainer(cfg: DictConfig) -> None:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     from degradation.data import per_device_batch_size
+    from degradation.spec import speed_request
     from degradation.speed import resolve_speed
 
     def plain(v: Any) -> Any:
@@ -434,7 +482,7 @@ def check_trainer(cfg: DictConfig) -> None:
     # the arguments Lightning checks when a Trainer is built (not deterministic or benchmark:
     # they set process-wide torch flags); the other keys are checked by their rules
     base = {k: plain(cfg.trainer[k]) for k in ("accelerator", "devices", "num_nodes", "strategy")}
-    base["precision"] = resolve_speed(cfg).precision
+    base["precision"] = resolve_speed(speed_request(cfg)).precision
     quiet = logging.getLogger("lightning.pytorch")
     level, rank = quiet.level, rank_zero_only.rank
     quiet.setLevel(logging.ERROR)
@@ -467,26 +515,25 @@ def check_architecture(cfg: DictConfig) -> None:
     import torch
 
     from degradation.models import build_model
+    from degradation.spec import model_spec
 
     try:
         with torch.device("meta"):
-            build_model(**model_kwargs(cfg, num_classes=10, in_channels=3))
+            build_model(**model_spec(cfg).build_kwargs(num_classes=10, in_channels=3))
     except ValueError as err:
         raise UserError(str(err)) from None
 
 
 def check_logger_available(cfg: DictConfig) -> None:
     """A chosen logger whose optional package is not installed is a user mistake."""
-    from degradation.choices import value
-    from degradation.loggers import tensorboard_requested, wandb_requested
-
-    wandb_on = wandb_requested(cfg) and value(cfg.logger.wandb.mode) != "disabled"
+    chosen = logger_kinds(cfg.logger.kind)
+    wandb_on = "wandb" in chosen and cfg.logger.wandb.mode != "disabled"
     if wandb_on and importlib.util.find_spec("wandb") is None:
         raise UserError(
             "logger=wandb: the wandb package is not installed; `pip install wandb`, "
             "or choose logger=csv (or logger.wandb.mode=disabled)"
         )
-    if tensorboard_requested(cfg) and importlib.util.find_spec("tensorboard") is None:
+    if "tensorboard" in chosen and importlib.util.find_spec("tensorboard") is None:
         raise UserError(
             "logger=tensorboard: the tensorboard package is not installed; "
             "`pip install tensorboard` (or degradation[tensorboard]), or choose logger=csv"
@@ -498,7 +545,8 @@ def check_callbacks(cfg: DictConfig) -> None:
     Lightning Callback, needs no missing package, and monitors a metric the run logs."""
     from degradation.callbacks import configured_callbacks
 
-    configured_callbacks(cfg.callbacks, progress_bar=cfg.trainer.enable_progress_bar)
+    configs = OmegaConf.to_container(cfg.callbacks, resolve=True)
+    configured_callbacks(configs, progress_bar=cfg.trainer.enable_progress_bar)
 
 
 MACHINE_CHECKS = (check_architecture, check_trainer, check_logger_available, check_callbacks)

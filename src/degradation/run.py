@@ -81,6 +81,7 @@ register()
 def hydra_entry(cfg: DictConfig) -> dict[str, Any]:
     """One job: train it; in a sweep, any failure is this job's outcome, not the sweep's."""
     from degradation.callbacks import RunInterrupted
+    from degradation.preflight import parse
     from degradation.resume import RunDirBusy
     from degradation.train import train
 
@@ -88,7 +89,7 @@ def hydra_entry(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     sweeping = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        summary = train(cfg, run_dir)
+        summary = train(parse(cfg), run_dir)  # the config stops here: below, a typed spec
     except RunInterrupted as err:
         _interrupted(err, run_dir)
     except RunDirBusy as err:

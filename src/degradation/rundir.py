@@ -60,6 +60,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from degradation import summary as summary_schema
 from degradation.config import (
     LIGHTNING_DEFAULT_TRAINER_KEYS,
     NON_DEFINING_KEYS,
@@ -256,8 +257,8 @@ def write_json(path: Path, data: Any) -> Path:
     return Path(path)
 
 
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
-    return write_json(Path(run_dir) / SUMMARY, summary)
+def write_summary(run_dir: Path, summary: summary_schema.Summary) -> Path:
+    return write_json(Path(run_dir) / SUMMARY, summary.to_dict())
 
 
 def write_layer_responses(run_dir: Path, record: dict[str, Any]) -> Path:
@@ -367,14 +368,15 @@ def cut_csv_rows(path: Path, keep_rows: int | None) -> int:
     return max(len(lines) - 1, 0)
 
 
-def write_job_config(run_dir: Path, cfg: DictConfig) -> None:
-    """.hydra/config.yaml, and inside a Hydra job hydra.yaml and overrides.yaml, as Hydra writes
-    them (unresolved YAML). The config sets `hydra.output_subdir: null` and train() calls this
-    once it knows the job trains, so a skipped rerun never replaces the record of what ran."""
+def write_job_config(run_dir: Path, config_yaml: str) -> None:
+    """.hydra/config.yaml (the run's config as Hydra composed it, unresolved YAML: the spec's
+    `config_yaml`), and inside a Hydra job hydra.yaml and overrides.yaml, as Hydra writes them.
+    The config sets `hydra.output_subdir: null` and train() calls this once it knows the job
+    trains, so a skipped rerun never replaces the record of what ran."""
     from hydra.core.hydra_config import HydraConfig
 
     folder = Path(run_dir) / CONFIG.parent
-    atomic_write_text(folder / CONFIG.name, OmegaConf.to_yaml(cfg))
+    atomic_write_text(folder / CONFIG.name, config_yaml)
     if HydraConfig.initialized():
         hydra_cfg = HydraConfig.instance().cfg  # {"hydra": ...}, as Hydra's own hydra.yaml
         atomic_write_text(folder / "hydra.yaml", OmegaConf.to_yaml(hydra_cfg))
@@ -498,18 +500,10 @@ NUMBERS = (
     "a list of numbers (or null)",
     lambda v: isinstance(v, list) and all(x is None or _is_number(x) for x in v),
 )
-# summary.json (train.py writes the first six when a run starts, so every run of this program
-# has them; the others come as the run gets on, and may be null)
-SUMMARY_REQUIRED = ("name", "dataset", "depth", "skip", "seed", "status")
-SUMMARY_FIELDS = {
-    **dict.fromkeys(("name", "dataset", "skip", "status", "shortcut", "family", "block"), TEXT),
-    **dict.fromkeys(("command", "error", "git_commit", "config_hash", "dataset_checksum"), TEXT),
-    **dict.fromkeys(("depth", "seed", "steps", "diverged_step", "world_size", "params"), INTEGER),
-    **dict.fromkeys(("num_train", "resumed_from_step", "warmup_end_step"), INTEGER),
-    **dict.fromkeys(("flops", "wall_time_s", "throughput_img_s"), NUMBER),
-    **dict.fromkeys(("final", "best_val", "environment", "speed"), OBJECT),
-    "git_dirty": BOOLEAN,
-}
+# summary.json: its schema is summary.Summary (required: the fields train() sets at the start)
+_KIND_OF_TYPE = {str: TEXT, int: INTEGER, float: NUMBER, bool: BOOLEAN, dict: OBJECT}
+SUMMARY_REQUIRED = summary_schema.REQUIRED
+SUMMARY_FIELDS = {k: _KIND_OF_TYPE[t] for k, t in summary_schema.field_types().items()}
 RESPONSES_FIELDS = {"std": NUMBERS, "layers": TEXTS, "step": INTEGER, "source": TEXT}
 LESION_FIELDS = {"baseline": OBJECT, "blocks": OBJECTS, "run": TEXT, "depth": INTEGER, "skip": TEXT}
 LESION_BLOCK_FIELDS = {"block": TEXT, "deleted": BOOLEAN, "test_error": NUMBER}

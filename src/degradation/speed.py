@@ -32,10 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
-
-from degradation.choices import value
 
 CUDA_ACCELERATORS = ("cuda", "gpu")
 # the CPU flags (Linux /proc/cpuinfo names) that mean bf16 matrix math in hardware
@@ -84,10 +81,23 @@ def uses_cuda(accelerator: str) -> bool:
     return accelerator == "auto" and torch.cuda.is_available()
 
 
-def resolve_speed(cfg: DictConfig) -> Speed:
+@dataclass(frozen=True)
+class SpeedRequest:
+    """What a run's config asks for (spec.speed_request): `auto` and null still open."""
+
+    accelerator: str
+    precision: str
+    compile: str
+    channels_last: bool | None
+    fused_sgd: bool | None
+    benchmark: bool | None
+    deterministic: bool | str
+
+
+def resolve_speed(request: SpeedRequest) -> Speed:
     """The run's speed settings with every `auto`/null decided for its accelerator."""
-    cuda = uses_cuda(str(cfg.trainer.accelerator))
-    precision = str(cfg.trainer.precision)
+    cuda = uses_cuda(request.accelerator)
+    precision = request.precision
     bf16_flags = [] if cuda else native_bf16_flags()
     if precision != "auto":
         reason = f"set: trainer.precision={precision}"
@@ -103,16 +113,16 @@ def resolve_speed(cfg: DictConfig) -> Speed:
     else:
         precision = "32-true"
         reason = f"auto on CPU: the CPU has no native bf16 (no {' or '.join(NATIVE_BF16_FLAGS)})"
-    mode = value(cfg.compile)
+    mode = request.compile
     if mode == "auto":
         mode = "reduce-overhead" if cuda else "none"
     # on a CPU channels_last pays only with bf16 (oneDNN's AMX kernels want it): it follows
     # the resolved precision, so a pinned 32-true stays plain fp32 eager
     fast = cuda or precision == "bf16-mixed"
-    channels_last = fast if cfg.channels_last is None else bool(cfg.channels_last)
-    fused_sgd = cuda if cfg.fused_sgd is None else bool(cfg.fused_sgd)
-    benchmark = cfg.trainer.benchmark
-    if benchmark is None and cuda and not cfg.trainer.deterministic:
+    channels_last = fast if request.channels_last is None else bool(request.channels_last)
+    fused_sgd = cuda if request.fused_sgd is None else bool(request.fused_sgd)
+    benchmark = request.benchmark
+    if benchmark is None and cuda and not request.deterministic:
         benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
     return Speed(precision, mode, channels_last, fused_sgd, benchmark, cuda, reason)
 

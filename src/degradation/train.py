@@ -1,4 +1,4 @@
-"""One run, start to finish: config → data → model → Lightning Trainer → run folder.
+"""One run, start to finish: spec (spec.parse) → data → model → Lightning Trainer → run folder.
 
 A rerun of the same command finds the same folder: a finished run is skipped, an unfinished
 one resumes from checkpoints/last.ckpt, exactly (resume.py; `resume=false` starts afresh).
@@ -13,6 +13,7 @@ Over 300 lines: a run's whole course, from the skip decision to the summary, in 
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shlex
@@ -28,7 +29,6 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
-from omegaconf import DictConfig, OmegaConf
 
 from degradation.callbacks import (
     AtomicCheckpointIO,
@@ -44,8 +44,6 @@ from degradation.callbacks import (
     RunInterrupted,
     configured_callbacks,
 )
-from degradation.choices import value
-from degradation.config import LIGHTNING_DEFAULT_TRAINER_KEYS, model_kwargs, variant_name
 from degradation.console import copy_console_to, interactive
 from degradation.data import ImageDataModule, per_device_batch_size
 from degradation.ddp_relaunch import end_job_processes
@@ -55,14 +53,12 @@ from degradation.errors import UserError
 from degradation.loggers import build_loggers, finish_wandb
 from degradation.models import build_model, count_flops, count_parameters, layer_responses
 from degradation.module import BEST_TEST_PREFIX, TEST_PREFIX, Classifier
-from degradation.preflight import validate
 from degradation.resume import ResumePlan, claim_run_dir, data_identity, finished_run, plan_resume
 from degradation.rundir import (
     BEST,
     CHECKPOINTS,
     LAST,
     LOG,
-    config_hash,
     discard_replaced,
     disk_full_error,
     read_checkpoint,
@@ -70,13 +66,16 @@ from degradation.rundir import (
     write_layer_responses,
     write_summary,
 )
-from degradation.speed import Speed, numerics, prepare_model, resolve_speed
+from degradation.spec import RunSpec
+from degradation.speed import numerics, prepare_model
+from degradation.summary import Summary
 
 
 class _Callbacks:
     """The run's callbacks (callbacks.py), kept by name for what train() reads back."""
 
-    def __init__(self, cfg, run_dir: Path, run_hash: str, speed: Speed, plan, data, interruption):
+    def __init__(self, spec: RunSpec, run_dir: Path, plan, data, interruption):
+        records, speed = spec.records, spec.speed
         self.best = BestCheckpoint(
             dirpath=run_dir / CHECKPOINTS,
             filename=BEST,
@@ -87,21 +86,22 @@ class _Callbacks:
         )
         self.last = LastCheckpoint(
             run_dir / CHECKPOINTS,
-            cfg.checkpoint_every,
-            run_hash,
+            records.checkpoint_every,
+            spec.config_hash,
             data,
             interruption,
             saved_step=plan.resume_step,
             numerics=numerics(speed),
         )
         self.interruption = interruption
-        self.window = MetricWindow(cfg.log_every)
-        self.divergence = Divergence(self.window, cfg.diverge_loss)
-        self.faults = FaultInjection(cfg.seed)
-        self.gradients = GradientFlow(run_dir, cfg.grad_every)
+        self.window = MetricWindow(records.log_every)
+        self.divergence = Divergence(self.window, records.diverge_loss)
+        self.faults = FaultInjection(spec.seed)
+        self.gradients = GradientFlow(run_dir, records.grad_every)
         self.clock = CompileClock(speed)
-        self.configured = configured_callbacks(cfg.callbacks, cfg.trainer.enable_progress_bar)
-        self.progress_bar, lines = _progress_display(cfg, self.configured)
+        progress = spec.trainer.enable_progress_bar
+        self.configured = configured_callbacks(records.callbacks, progress)
+        self.progress_bar, lines = _progress_display(progress, self.configured)
         self.lines = ProgressLines(self.window) if lines else None
         # Lightning would pick its rich bar when the rich package is installed: tqdm's stays the
         # default (docs/logging.md), callbacks=rich_progress_bar chooses the other
@@ -117,36 +117,32 @@ class _Callbacks:
         return callbacks + ([self.faults] if self.faults.active else [])
 
 
-def _progress_display(cfg: DictConfig, configured: list) -> tuple[bool, bool]:
+def _progress_display(wanted: bool, configured: list) -> tuple[bool, bool]:
     """(Lightning's progress bar, ProgressLines): the bar on a terminal, plain lines elsewhere
     (a SLURM log, CI, `| tee`); neither with trainer.enable_progress_bar=false; a progress bar
     of config group `callbacks` (callbacks=rich_progress_bar) wherever it is chosen."""
-    wanted = bool(cfg.trainer.enable_progress_bar)
     if any(isinstance(c, ProgressBar) for c in configured):
         return wanted, False
     return wanted and interactive(), wanted and not interactive()
 
 
-def _loggers(cfg: DictConfig, run_dir: Path, plan: ResumePlan) -> list:
+def _loggers(spec: RunSpec, run_dir: Path, plan: ResumePlan) -> list:
     """metrics.csv, plus W&B and TensorBoard when chosen; a resumed run's loggers continue
     from its checkpoint (metrics.csv cut back to the rows it had seen)."""
     resume_step = plan.step if plan.checkpoint is not None else None
-    return build_loggers(cfg, run_dir, plan.metrics_rows, resume_step)
+    return build_loggers(spec, run_dir, plan.metrics_rows, resume_step)
 
 
-def _trainer(cfg: DictConfig, run_dir: Path, callbacks: _Callbacks, plan: ResumePlan, speed: Speed):
-    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key in LIGHTNING_DEFAULT_TRAINER_KEYS:  # null: Lightning's own default
-        if trainer_args[key] is None:
-            del trainer_args[key]
-    trainer_args.update(precision=speed.precision, benchmark=speed.benchmark)
+def _trainer(spec: RunSpec, run_dir: Path, callbacks: _Callbacks, plan: ResumePlan):
+    trainer_args = copy.deepcopy(dict(spec.trainer.arguments))
+    trainer_args.update(precision=spec.speed.precision, benchmark=spec.speed.benchmark)
     trainer_args.update(enable_progress_bar=callbacks.progress_bar)
     # DDP that relaunches this job (not the sweep), a GPU per parallel job
-    trainer_args = distributed_trainer_args(trainer_args, cfg.jobs_per_gpu)
+    trainer_args = distributed_trainer_args(trainer_args, spec.jobs_per_gpu)
     return L.Trainer(
         **trainer_args,
         check_val_every_n_epoch=None,  # validate every val_check_interval *steps*
-        logger=_loggers(cfg, run_dir, plan),
+        logger=_loggers(spec, run_dir, plan),
         callbacks=callbacks.all(),
         plugins=[AtomicCheckpointIO(), *cluster_plugins()],
         use_distributed_sampler=False,  # the data module's sampler shards by rank itself
@@ -162,29 +158,30 @@ def _test_error(trainer: L.Trainer, module, dm, prefix: str, ckpt_path=None) -> 
     return {k.removeprefix(prefix): float(v) for k, v in results[0].items()}
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Trains one variant into run_dir and returns its summary (also written to summary.json).
-    A finished run is skipped without writing anything; RunDirBusy if another process holds
-    the folder, RunInterrupted after SIGINT/SIGTERM, UserError for a full disk."""
+def train(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
+    """Trains one variant (a parsed spec: spec.parse) into run_dir and returns its summary
+    (also written to summary.json). A finished run is skipped without writing anything;
+    RunDirBusy if another process holds the folder, RunInterrupted after SIGINT/SIGTERM,
+    UserError for a full disk."""
     run_dir = Path(run_dir)
-    validate(cfg)
-    run_hash = config_hash(cfg)
-    dm = ImageDataModule(cfg.data, seed=cfg.seed)  # before the plan: resume checks its identity
+    records = spec.records
+    dm = ImageDataModule(spec.data, seed=spec.seed)  # before the plan: resume checks its data
     data = data_identity(
-        cfg.data.name, dm.images.checksum, dm.num_train, len(dm.images.test_labels)
+        spec.data.name, dm.images.checksum, dm.num_train, len(dm.images.test_labels)
     )
-    finished = finished_run(run_dir, run_hash, data, cfg.resume)
+    finished = finished_run(run_dir, spec.config_hash, data, records.resume)
     if finished is None:
-        speed = resolve_speed(cfg)  # `auto` precision, compile, cudnn benchmark for the device
         # the lock and .hydra/ are written too: a disk full from the first byte is one line
         with _full_disk_is_one_line(run_dir), claim_run_dir(run_dir, command_line()):
-            plan = plan_resume(run_dir, run_hash, data, resume=cfg.resume, speed=speed)
+            plan = plan_resume(
+                run_dir, spec.config_hash, data, resume=records.resume, speed=spec.speed
+            )
             if plan.finished is None:
                 with (
-                    _job_record(run_dir, cfg),
-                    Interruption(every=cfg.log_every).catching() as interruption,
+                    _job_record(run_dir, spec),
+                    Interruption(every=records.log_every).catching() as interruption,
                 ):
-                    summary = _run(cfg, run_dir, dm, data, plan, run_hash, speed, interruption)
+                    summary = _run(spec, run_dir, dm, data, plan, interruption)
                     print(outcome_line(summary, run_dir))  # run.log's last line too
                     return summary
             finished = plan.finished
@@ -208,42 +205,41 @@ def _fraction(x: float | None) -> str:
 
 
 def _run(
-    cfg: DictConfig,
+    spec: RunSpec,
     run_dir: Path,
     dm: ImageDataModule,
     data: dict[str, Any],
     plan: ResumePlan,
-    run_hash: str,
-    speed: Speed,
     interruption: Interruption,
 ) -> dict[str, Any]:
+    model_spec, speed = spec.model, spec.speed
     if plan.checkpoint is not None:
         print(f"[resume] {run_dir}: resuming from {plan.checkpoint.name} at step {plan.step}")
     elif is_global_zero():  # where to look while it trains (a sweep's lines name the job only)
-        print(f"[run] {variant_name(cfg)} s{cfg.seed}: starting in {run_dir}")
+        print(f"[run] {spec.label}: starting in {run_dir}")
     started = time.time()
     trainer = callbacks = None  # for an interruption before they exist
-    summary: dict[str, Any] = {
-        "name": variant_name(cfg),
-        "depth": cfg.depth,
-        "skip": value(cfg.skip),
-        "shortcut": value(cfg.shortcut) if value(cfg.skip) != "none" else "not_applicable",
-        "family": value(cfg.family),
-        "block": None,
-        "head_init": value(cfg.head_init),  # recipe choices (docs/recipe.md)
-        "pad_value": value(cfg.data.pad_value),
-        "dataset": cfg.data.name,
-        "seed": cfg.seed,
-        "status": "failed",
-        "command": command_line(),
-        "config_hash": run_hash,
-        "resumed_from_step": plan.step if plan.checkpoint is not None else None,
-    }
+    summary = Summary(
+        name=model_spec.name,
+        depth=model_spec.depth,
+        skip=model_spec.skip,
+        shortcut=model_spec.shortcut_label,
+        family=model_spec.family,
+        block=None,
+        head_init=model_spec.head_init,  # recipe choices (docs/recipe.md)
+        pad_value=spec.data.augment.pad_value,
+        dataset=spec.data.name,
+        seed=spec.seed,
+        status="failed",
+        command=command_line(),
+        config_hash=spec.config_hash,
+        resumed_from_step=plan.step if plan.checkpoint is not None else None,
+    )
     commit, dirty = git_state()
     summary.update(git_commit=commit, git_dirty=dirty, environment=environment())
     try:
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-        model = build_model(**model_kwargs(cfg, dm.num_classes, dm.input_shape[0]))
+        L.seed_everything(spec.seed, workers=True, verbose=False)
+        model = build_model(**model_spec.build_kwargs(dm.num_classes, dm.input_shape[0]))
         summary.update(
             block=model.arch["block"],
             params=count_parameters(model),
@@ -252,16 +248,16 @@ def _run(
             num_train=data["num_train"],
             num_test=data["num_test"],
         )
-        summary["speed"] = {k: v for k, v in vars(speed).items() if k != "cuda"}
+        summary.speed = {k: v for k, v in vars(speed).items() if k != "cuda"}
         if is_global_zero() and plan.checkpoint is None:
             print(f"[speed] precision {speed.precision} ({speed.reason})")
         prepare_model(model, speed)  # channels_last, torch.compile (in place)
-        module = Classifier(model, cfg.optim, fused_sgd=speed.fused_sgd)
-        callbacks = _Callbacks(cfg, run_dir, run_hash, speed, plan, data, interruption)
-        trainer = _trainer(cfg, run_dir, callbacks, plan, speed)
-        summary["world_size"] = trainer.world_size
-        summary["per_device_batch_size"] = per_device_batch_size(
-            cfg.data.batch_size, trainer.world_size
+        module = Classifier(model, spec.optim, fused_sgd=speed.fused_sgd)
+        callbacks = _Callbacks(spec, run_dir, plan, data, interruption)
+        trainer = _trainer(spec, run_dir, callbacks, plan)
+        summary.world_size = trainer.world_size
+        summary.per_device_batch_size = per_device_batch_size(
+            spec.data.batch_size, trainer.world_size
         )
         with warnings.catch_warnings():
             # Lightning cannot see that our sampler continues mid-epoch (data/sampler.py): it can
@@ -318,17 +314,17 @@ def _run(
         summary.update(error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
         raise
     finally:
-        summary["wall_time_s"] = round(time.time() - started, 3)
+        summary.wall_time_s = round(time.time() - started, 3)
         if is_global_zero():
             write_summary(run_dir, summary)
-            finish_wandb(summary)  # no-op without a W&B run
+            finish_wandb(summary.to_dict())  # no-op without a W&B run
         # DDP children, process group: after a failure or a signal, without waiting for them
-        end_job_processes(failed=summary["status"] in ("failed", "interrupted"))
-    return summary
+        end_job_processes(failed=summary.status in ("failed", "interrupted"))
+    return summary.to_dict()
 
 
 @contextmanager
-def _job_record(run_dir: Path, cfg: DictConfig) -> Iterator[None]:
+def _job_record(run_dir: Path, spec: RunSpec) -> Iterator[None]:
     """.hydra/ and run.log of a job that trains (Hydra writes neither: `hydra.output_subdir:
     null`, conf/hydra/job_logging/console.yaml), by global rank 0 only. run.log gets what the
     console gets while the job trains, whatever the launcher: the lines it prints (progress,
@@ -336,7 +332,7 @@ def _job_record(run_dir: Path, cfg: DictConfig) -> Iterator[None]:
     if not is_global_zero():
         yield
         return
-    write_job_config(run_dir, cfg)
+    write_job_config(run_dir, spec.config_yaml)
     discard_replaced(run_dir)  # the new run holds the folder and has its record: the old goes
     with open(run_dir / LOG, "a", encoding="utf-8") as log:  # appends: a resumed run goes on
         records = logging.StreamHandler(log)

@@ -3,7 +3,7 @@
     load_run(run_dir, checkpoint="last", device="auto") -> TrainedRun
     (public as `degradation.load_run`; a run's numbers on a split: degradation.evaluate)
 
-The model is rebuilt from `.hydra/config.yaml` with `build_model(**model_kwargs(...))` and
+The model is rebuilt from `.hydra/config.yaml` (spec.read_spec) with build_model and
 loaded from `checkpoints/{last,best}.ckpt` (rundir reads both); the data module is the run's
 own, so images are normalised exactly as in training.
 """
@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 
-from degradation.config import model_kwargs, variant_name
 from degradation.data import ImageDataModule
 from degradation.distributed import resolve_device
 from degradation.errors import UserError, first_line
@@ -27,8 +25,8 @@ from degradation.rundir import (
     analysis_dir,
     model_weights,
     read_checkpoint,
-    read_config,
 )
+from degradation.spec import RunSpec, read_spec
 
 CHECKPOINT_CHOICES = ("last", "best")
 
@@ -36,7 +34,7 @@ CHECKPOINT_CHOICES = ("last", "best")
 @dataclass
 class TrainedRun:
     run_dir: Path
-    cfg: DictConfig
+    spec: RunSpec  # the run's config, parsed (spec.py)
     model: ResNet  # on `device`, in eval mode
     data: ImageDataModule
     checkpoint: Path
@@ -46,7 +44,7 @@ class TrainedRun:
     @property
     def name(self) -> str:
         """'plain-56 s0': the variant and its seed."""
-        return f"{variant_name(self.cfg)} s{self.cfg.seed}"
+        return self.spec.label
 
     @property
     def out_dir(self) -> Path:
@@ -69,17 +67,17 @@ def load_run(run_dir: Path, checkpoint: str = "last", device: str = "auto") -> T
             f"choose --checkpoint one of: {', '.join(CHECKPOINT_CHOICES)})"
         )
     where = resolve_device(device)
-    cfg = read_config(run_dir)
-    dm = ImageDataModule(cfg.data)
-    model = build_model(**model_kwargs(cfg, dm.num_classes, dm.input_shape[0]))
+    spec = read_spec(run_dir)
+    dm = ImageDataModule(spec.data)
+    model = build_model(**spec.model.build_kwargs(dm.num_classes, dm.input_shape[0]))
     state = read_checkpoint(ckpt_path)
     try:
         model.load_state_dict(model_weights(state))
     except Exception as err:  # another model's weights
         first = first_line(err)
-        raise UserError(f"{ckpt_path} cannot be loaded into {variant_name(cfg)}: {first}") from None
+        raise UserError(f"{ckpt_path} cannot be loaded into {spec.model.name}: {first}") from None
     model.to(where).eval()
-    return TrainedRun(run_dir, cfg, model, dm, ckpt_path, state.get("global_step"), where)
+    return TrainedRun(run_dir, spec, model, dm, ckpt_path, state.get("global_step"), where)
 
 
 @torch.no_grad()

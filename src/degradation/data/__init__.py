@@ -12,18 +12,17 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from degradation.choices import value
-from degradation.config import DataConfig
 from degradation.data.augment import Normalizer, augment_and_normalize
 from degradation.data.loaders import DeviceBatches, PerSampleImages, framework_transform
 from degradation.data.sampler import AUGMENT_STREAM, ORDER_STREAM, ResumableSampler, derive_seed
 from degradation.data.sources import SOURCES, ImageSet, load_source
 from degradation.errors import UserError
+from degradation.spec import DataSpec
 
 DATASETS = ("synthetic", *SOURCES)
 
 
-def load_images(cfg: DataConfig) -> ImageSet:
+def load_images(cfg: DataSpec) -> ImageSet:
     if cfg.name == "synthetic":
         from degradation.data.synthetic import make_synthetic
 
@@ -60,7 +59,7 @@ class ImageDataModule(L.LightningDataModule):
     (seed, s, rank). Use it with `Trainer(use_distributed_sampler=False)`: the sampler shards
     by rank itself."""
 
-    def __init__(self, cfg: DataConfig, seed: int = 0):
+    def __init__(self, cfg: DataSpec, seed: int = 0):
         super().__init__()
         self.cfg = cfg
         self.seed = seed
@@ -72,7 +71,7 @@ class ImageDataModule(L.LightningDataModule):
             train_idx = train_idx[: cfg.train_limit]
         self.train_idx, self.val_idx = train_idx, val_idx
         train_images = self.images.train_images[train_idx]
-        self.normalize = Normalizer(train_images, value(cfg.normalize))
+        self.normalize = Normalizer(train_images, cfg.normalize)
 
     @property
     def num_classes(self) -> int:
@@ -118,13 +117,13 @@ class ImageDataModule(L.LightningDataModule):
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=world,
         )
-        if value(self.cfg.loader) == "tensor" and self._device().type == "cuda":
+        if self.cfg.loader == "tensor" and self._device().type == "cuda":
             return DeviceBatches(*ds.tensors, sampler, self._device())
-        if value(self.cfg.loader) == "torchvision":
+        if self.cfg.loader == "torchvision":
             aug = self.cfg.augment
-            pad, flip = self.cfg.pad if aug else 0, self.cfg.flip and aug
+            pad, flip = aug.pad if aug.enabled else 0, aug.flip and aug.enabled
             transform = framework_transform(
-                self.input_shape[1:], pad, flip, self.normalize, value(self.cfg.pad_value)
+                self.input_shape[1:], pad, flip, self.normalize, aug.pad_value
             )
             ds = PerSampleImages(*ds.tensors, transform)
         workers = self.cfg.num_workers
@@ -163,13 +162,13 @@ class ImageDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
-        if training and value(self.cfg.loader) == "torchvision":
+        if training and self.cfg.loader == "torchvision":
             return images, labels  # augmented and normalised image by image in the workers
         images = images.float()
-        if training and self.cfg.augment:
-            pad_value = value(self.cfg.pad_value)
+        aug = self.cfg.augment
+        if training and aug.enabled:
             augmented = augment_and_normalize(
-                images, self.normalize, self.cfg.pad, self.cfg.flip, pad_value
+                images, self.normalize, aug.pad, aug.flip, aug.pad_value
             )
             return augmented, labels
         return self.normalize(images), labels

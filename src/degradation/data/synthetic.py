@@ -18,8 +18,8 @@ import math
 
 import torch
 
-from degradation.config import SyntheticConfig
 from degradation.data.sources import ImageSet, checksum_of
+from degradation.spec import SyntheticSpec
 
 FREQUENCIES_PER_PATTERN = 6
 TINT_SEED_OFFSET = 0x74696E74  # "tint" in ASCII: the class colours' own generator seed
@@ -53,13 +53,13 @@ def shifted(patterns: torch.Tensor, labels: torch.Tensor, g: torch.Generator) ->
     return picked.gather(3, cols[:, None, None, :].expand_as(picked))
 
 
-def class_colours(cfg: SyntheticConfig) -> torch.Tensor:
+def class_colours(cfg: SyntheticSpec) -> torch.Tensor:
     """num_classes × channels offsets, uniform in ±cfg.tint, from their own generator."""
     g = torch.Generator().manual_seed(cfg.seed + TINT_SEED_OFFSET)
     return (torch.rand(cfg.num_classes, cfg.channels, generator=g) * 2 - 1) * cfg.tint
 
 
-def _sample(cfg: SyntheticConfig, patterns: torch.Tensor, n: int, g: torch.Generator):
+def _sample(cfg: SyntheticSpec, patterns: torch.Tensor, n: int, g: torch.Generator):
     k = cfg.num_classes
     labels = torch.randint(k, (n,), generator=g)
     others = (labels + torch.randint(1, k, (n,), generator=g)) % k
@@ -71,7 +71,7 @@ def _sample(cfg: SyntheticConfig, patterns: torch.Tensor, n: int, g: torch.Gener
     return pixels.round().to(torch.uint8), labels
 
 
-def make_synthetic(cfg: SyntheticConfig) -> ImageSet:
+def make_synthetic(cfg: SyntheticSpec) -> ImageSet:
     g = torch.Generator().manual_seed(cfg.seed)
     patterns = class_patterns(cfg.num_classes, cfg.channels, cfg.image_size, g)
     train_x, train_y = _sample(cfg, patterns, cfg.train_size, g)

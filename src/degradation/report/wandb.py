@@ -22,19 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from degradation.choices import value
 from degradation.errors import UserError, first_line
-from degradation.loggers import STEP_METRIC, variant_group, wandb_requested
+from degradation.loggers import STEP_METRIC, variant_group
 from degradation.report.markdown import code_block, code_span
 from degradation.rundir import (
     CONFIG,
     SUMMARY,
     RunFolderError,
     find_run_dirs,
-    read_config,
     read_summary,
     write_json,
 )
+from degradation.spec import read_spec
 
 NET_KINDS = {  # skip -> (section title, runset name)
     "none": ("Plain nets (Fig. 1, Fig. 6 left)", "plain"),
@@ -74,15 +73,15 @@ def collect_runs(runs_root: Path) -> list[SweepRun]:
         if not (run_dir / CONFIG).is_file():
             continue  # not a run folder of ours
         try:
-            cfg = read_config(run_dir)
-            if not wandb_requested(cfg) or value(cfg.logger.wandb.mode) == "disabled":
+            spec = read_spec(run_dir)
+            if "wandb" not in spec.records.loggers or spec.records.wandb.mode == "disabled":
                 not_logged += 1
                 continue
             summary = read_summary(run_dir)
         except RunFolderError as err:
             print(f"note: left out of the W&B report: {err}", file=sys.stderr)
             continue
-        group, skip = variant_group(cfg), str(value(cfg.skip))
+        group, skip = variant_group(spec), spec.model.skip
         runs.append(SweepRun(run_dir=run_dir, summary=summary, group=group, skip=skip))
     if not_logged:
         print(
