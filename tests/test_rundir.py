@@ -31,6 +31,9 @@ CHANGED = {
     "verdict.margin_pp": "3.5",
     "verdict.alpha": "0.01",
     "data.num_workers": "2",
+    "trainer.profiler": "simple",
+    "trainer.num_sanity_val_steps": "0",
+    "callbacks": "[lr_monitor,model_summary]",  # the group: options that only watch
 }
 
 
