@@ -1,7 +1,8 @@
 """The run's Lightning loggers: metrics.csv always, plus W&B and TensorBoard when chosen.
 
     build_loggers(spec, run_dir, keep_rows, resume_step)  # [MetricsCSVLogger, ...]; starts W&B
-    finish_wandb(summary)         # summary.json's figures into the W&B run, then finish it
+    finish_loggers(summary)       # summary.json's figures into TensorBoard and W&B; both closed
+    finish_wandb(summary)         # the W&B half alone
 
 `logger.kind` (config.logger_kinds) names the loggers: `csv` (always on), `wandb`,
 `tensorboard`, or several (`logger=[wandb,tensorboard]`). Every logger gets the same rows under
@@ -11,9 +12,11 @@ trainer's step.
 metrics.csv is written by `MetricsCSVLogger`, Lightning's CSVLogger made to continue the file of
 a resumed run instead of deleting it, and to write it so that no failure loses a row already on
 disk (Lightning rewrites the whole file in place when new columns appear: a kill or a full disk
-during that write left it empty). TensorBoard: Lightning's TensorBoardLogger, event files in
-RUN_DIR/tensorboard; a resumed run sets `purge_step`, so TensorBoard hides what the killed run
-logged after its checkpoint.
+during that write left it empty). TensorBoard: `RunTensorBoardLogger`, one event file in
+RUN_DIR/tensorboard per start of the run, its hyperparameters (`run_hparams`) in hparams.yaml
+and, at the end of a completed or diverged run, with summary.json's final errors in the event
+file for TensorBoard's HParams tab; a resumed run sets `purge_step`, so TensorBoard hides what
+the killed run logged after its checkpoint.
 
 W&B: one W&B run per run folder. Its id is made at the folder's first W&B start and kept in the
 folder (rundir.WANDB_RUN_ID); every later start (a resume after a kill or preemption) continues
@@ -38,6 +41,7 @@ Over 300 lines: the one home of the run's loggers, W&B's start, resume and finis
 from __future__ import annotations
 
 import copy
+import json
 import netrc
 import os
 import secrets
@@ -50,9 +54,10 @@ from urllib.parse import urlsplit
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
+from degradation.config import LIGHTNING_DEFAULT_TRAINER_KEYS, is_non_defining
 from degradation.distributed import is_global_zero
 from degradation.environment import git_root, git_state
 from degradation.errors import first_line
@@ -62,6 +67,7 @@ from degradation.rundir import (
     append_text,
     csv_text,
     cut_csv_rows,
+    flatten_config,
     read_metrics,
     read_wandb_run_id,
     write_csv_rows,
@@ -86,6 +92,7 @@ class _WandbSession:
 
 
 _session: _WandbSession | None = None  # the W&B run of the job in progress, if any
+_tensorboard: RunTensorBoardLogger | None = None  # rank 0's TensorBoard logger of that job
 
 
 def has_wandb_credentials(environ: Mapping[str, str] = os.environ) -> bool:
@@ -141,13 +148,16 @@ def variant_group(spec: RunSpec) -> str:
 def build_loggers(
     spec: RunSpec, run_dir: Path, keep_rows: int | None = None, resume_step: int | None = None
 ) -> list:
-    """[MetricsCSVLogger(run_dir, keep_rows)], plus a TensorBoardLogger with
+    """[MetricsCSVLogger(run_dir, keep_rows)], plus a RunTensorBoardLogger with
     `logger=tensorboard` and, on global rank 0, a WandbRunLogger with `logger=wandb`.
     `resume_step`: the checkpoint's step a resumed run continues from (None: a fresh start)."""
+    global _tensorboard
     run_dir = Path(run_dir)
     loggers: list = [MetricsCSVLogger(run_dir, keep_rows)]
     if "tensorboard" in spec.records.loggers:
-        loggers.append(tensorboard_logger(run_dir, resume_step))
+        loggers.append(RunTensorBoardLogger(run_dir, resume_step, run_hparams(spec)))
+        if is_global_zero():  # the one process that writes the events: it finishes them
+            _tensorboard = loggers[-1]
     if "wandb" in spec.records.loggers and is_global_zero():
         session = _start_wandb_run(spec, run_dir)
         if session is not None:
@@ -172,29 +182,6 @@ def backfill_wandb(run: Any, run_dir: Path, first_step: int, resume_step: int) -
         run.log({**rows[step], STEP_METRIC: step}, step=step)
     if rows:
         print(f"[wandb] steps {min(rows)}-{max(rows)} logged from metrics.csv (W&B lacked them)")
-
-
-def tensorboard_logger(run_dir: Path, resume_step: int | None):
-    """Lightning's TensorBoardLogger writing RUN_DIR/tensorboard (each fit, validate and test
-    opens a new event file there; TensorBoard reads them as one run).
-
-    A resumed run logs again from its checkpoint's step: first a purge mark is written there
-    (torch's SummaryWriter(purge_step=...), an event file of its own, so that Lightning's later
-    writers do not repeat it), after which TensorBoard hides the events the killed run wrote
-    from that step on: each step shows once."""
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    log_dir = run_dir / TENSORBOARD
-    if resume_step is not None and log_dir.is_dir() and is_global_zero():
-        from torch.utils.tensorboard import SummaryWriter
-
-        SummaryWriter(str(log_dir), purge_step=resume_step).close()
-    return TensorBoardLogger(
-        save_dir=run_dir,
-        name=TENSORBOARD,
-        version="",  # no version_N subfolder: one run folder, one TensorBoard run
-        default_hp_metric=False,  # no placeholder `hp_metric` scalar
-    )
 
 
 class WandbRunLogger(WandbLogger):
@@ -329,6 +316,19 @@ def summary_figures(summary: Mapping[str, Any]) -> dict[str, Any]:
     return figures
 
 
+def finish_loggers(summary: Mapping[str, Any]) -> None:
+    """End of a job (success or failure), after summary.json: its final numbers into
+    TensorBoard's HParams tab and the W&B run summary; both closed. No-op without them."""
+    global _tensorboard
+    tensorboard, _tensorboard = _tensorboard, None
+    if tensorboard is not None:
+        try:
+            tensorboard.finish(summary)
+        except Exception as err:  # summary.json is written: TensorBoard must not fail the job
+            print(f"[tensorboard] warning: could not finish the event file: {first_line(err)}")
+    finish_wandb(summary)
+
+
 def finish_wandb(summary: Mapping[str, Any]) -> None:
     """End of a job (success or failure): push summary.json's figures, finish the W&B run,
     restore the environment, and say where an offline run is and how to upload it."""
@@ -363,6 +363,116 @@ def _restore_env(saved: Mapping[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = old
+
+
+# --- TensorBoard ------------------------------------------------------------------------------
+
+# The HParams tab's metrics: summary.json's final numbers (section, key), one point each at the
+# run's last step.
+HPARAM_METRICS = {
+    "hparams/train_error": ("final", "train_error"),
+    "hparams/test_error": ("final", "test_error"),
+    "hparams/best_val_test_error": ("best_val", "test_error"),
+}
+# The HParams tab shows five hyperparameter columns at first (the others are a tick away): those
+# marked as differing between runs, then the rest by name. Marked: the axes that name a variant
+# and a sweep varies (as a run's name and W&B tags say), so that these five are the ones shown.
+HPARAMS_SHOWN = ("depth", "skip", "shortcut", "data.name", "seed")
+
+
+def run_hparams(spec: RunSpec) -> dict[str, Any]:
+    """The run's hyperparameters for TensorBoard: its resolved config flattened to dotted keys
+    ('depth', 'skip', 'data.batch_size', 'optim.lr', ...) less config.NON_DEFINING_KEYS, i.e.
+    what the run computes (as config_hash; Lightning arguments left at their null default too).
+    A plain net ignores the shortcut and zero_init_residual: 'not_applicable', as summary.json
+    says."""
+    unset = {f"trainer.{k}" for k in LIGHTNING_DEFAULT_TRAINER_KEYS}
+    hparams = {
+        k: v
+        for k, v in flatten_config(copy.deepcopy(dict(spec.config))).items()
+        if not is_non_defining(k) and not (k in unset and v is None)
+    }
+    if hparams.get("skip") == "none":
+        hparams.update(shortcut="not_applicable", zero_init_residual="not_applicable")
+    return hparams
+
+
+class RunTensorBoardLogger(TensorBoardLogger):
+    """Lightning's TensorBoardLogger writing RUN_DIR/tensorboard, one event file per start.
+
+    Lightning's `finalize` closes the writer after each fit, validate and test, and the next
+    stage opens a new event file (four a run); here it only flushes, and `finish` (the end of
+    the job) closes the file. `hparams` (run_hparams) go to hparams.yaml at the start of fit;
+    `finish` writes them with summary.json's final errors (HPARAM_METRICS) as the run's
+    HParams session.
+
+    A resumed run logs again from its checkpoint's step: its event file starts with a purge
+    mark there (torch's SummaryWriter(purge_step=...)), after which TensorBoard hides the
+    events the killed run wrote from that step on: each step shows once. Lightning writes on
+    global rank 0 only (`experiment`, `save`, `finalize` are rank-zero-only)."""
+
+    def __init__(
+        self, run_dir: Path, resume_step: int | None, hparams: Mapping[str, Any] | None = None
+    ):
+        super().__init__(
+            save_dir=run_dir,
+            name=TENSORBOARD,
+            version="",  # no version_N subfolder: one run folder, one TensorBoard run
+            default_hp_metric=False,  # no placeholder `hp_metric` scalar
+            purge_step=resume_step,
+        )
+        self.hparams = dict(hparams or {})  # Lightning's save() writes them to hparams.yaml
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self._experiment is not None:
+            self.save()  # flushed; the file stays open for the next stage
+
+    @rank_zero_only
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        """The end of the job: a completed or diverged run's HParams session, then the event
+        file closed. A failed or interrupted run writes no session: its rerun writes it
+        (TensorBoard keeps the first session a run states)."""
+        if summary.get("status") in ("completed", "diverged"):
+            self._log_session(summary)
+        if self._experiment is not None:
+            self._experiment.close()
+
+    def _log_session(self, summary: Mapping[str, Any]) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        step = int(summary.get("steps") or 0)
+        metrics = {}
+        for name, (section, key) in HPARAM_METRICS.items():
+            metrics[name] = (summary.get(section) or {}).get(key)
+            if metrics[name] is not None:  # no validation: no best_val
+                self.experiment.add_scalar(name, metrics[name], step)
+        values = {key: _hparam_value(v) for key, v in self.hparams.items()}
+        experiment, start, end = hparams(values, metrics)
+        _mark_shown(experiment, HPARAMS_SHOWN)
+        writer = self.experiment._get_file_writer()  # Lightning's own way in (fabric)
+        for protobuf in (experiment, start, end):
+            writer.add_summary(protobuf, step)
+
+
+def _mark_shown(experiment: Any, names: tuple[str, ...]) -> None:
+    """Mark `names` as the hyperparameters that differ between runs in the experiment summary
+    torch made (which marks none): TensorBoard shows those first."""
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    plugin_data = experiment.value[0].metadata.plugin_data
+    content = HParamsPluginData.FromString(plugin_data.content)
+    for info in content.experiment.hparam_infos:
+        info.differs = info.name in names
+    plugin_data.content = content.SerializeToString()
+
+
+def _hparam_value(v: Any) -> int | float | str:
+    """A config value as TensorBoard's HParams tab takes it: numbers and strings as they are,
+    the rest as JSON (YAML) text: 'true', 'null', '[15]' (torch would turn a bool into 1.0)."""
+    if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+        return v
+    return json.dumps(v)
 
 
 # --- metrics.csv ------------------------------------------------------------------------------

@@ -12,7 +12,8 @@
       wandb_run_id          with logger=wandb: the folder's W&B run id, made once (a resumed
                             run continues that W&B run; loggers.py)
       wandb/                with logger=wandb: wandb's own files, one folder per start
-      tensorboard/          with logger=tensorboard: TensorBoard event files
+      tensorboard/          with logger=tensorboard: TensorBoard events (a file per start),
+                            hparams.yaml (the HParams tab's hyperparameters; loggers.py)
       analysis/             landscape.npz, lesion.json and their figures (degradation.analyze)
       .replaced/            only while `resume=false` replaces a run: the old run's files, moved
                             aside, deleted once the new run has written its record
@@ -650,15 +651,16 @@ def read_flat_config(run_dir: Path) -> dict[str, Any]:
         raise RunFolderError(path, f"not readable as YAML ({_why(err)})") from None
     if not isinstance(tree, dict):
         raise RunFolderError(path, f"holds {_shown(tree)}, not a mapping of keys")
-    return _flatten(tree)
+    return flatten_config(tree)
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten_config(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config (plain containers) as {dotted key: leaf}: {'data.batch_size': 128, ...}."""
     if not isinstance(tree, dict):
         return {prefix: tree}
     flat: dict[str, Any] = {}
     for key, sub in tree.items():
-        flat.update(_flatten(sub, f"{prefix}{key}."))
+        flat.update(flatten_config(sub, f"{prefix}{key}."))
     return {k.rstrip("."): v for k, v in flat.items()}
 
 

@@ -50,7 +50,7 @@ from degradation.ddp_relaunch import end_job_processes
 from degradation.distributed import cluster_plugins, distributed_trainer_args, is_global_zero
 from degradation.environment import environment, git_state
 from degradation.errors import UserError
-from degradation.loggers import build_loggers, finish_wandb
+from degradation.loggers import build_loggers, finish_loggers
 from degradation.models import build_model, count_flops, count_parameters, layer_responses
 from degradation.module import BEST_TEST_PREFIX, TEST_PREFIX, Classifier
 from degradation.resume import ResumePlan, claim_run_dir, data_identity, finished_run, plan_resume
@@ -317,7 +317,7 @@ def _run(
         summary.wall_time_s = round(time.time() - started, 3)
         if is_global_zero():
             write_summary(run_dir, summary)
-            finish_wandb(summary.to_dict())  # no-op without a W&B run
+            finish_loggers(summary.to_dict())  # TensorBoard and W&B: final numbers, closed
         # DDP children, process group: after a failure or a signal, without waiting for them
         end_job_processes(failed=summary.status in ("failed", "interrupted"))
     return summary.to_dict()
