@@ -1,14 +1,19 @@
 """Find run folders below a path and load what each one left behind.
 
 A run folder is any folder holding `summary.json`, at any depth: one sweep, several sweeps, or
-single runs. Runs are grouped into *variants* (same dataset, same architecture name, same
-training recipe; seeds differ) and variants into *studies* (same dataset and recipe), the
+single runs. Runs are grouped into *variants* (same dataset, same architecture, same training
+recipe; seeds differ) and variants into *studies* (same dataset and recipe), the
 units that tables, figures and the verdict compare.
 
+A run's architecture is read from summary.json's fields (skip, depth, shortcut, family,
+block) and the config's width and preact (`vocabulary.Architecture`), never parsed from its
+name: a renamed run is still grouped with its twins, and its label is made from the fields.
+
 The recipe is the part of `.hydra/config.yaml` that changes what a run measures (data,
-optimiser, budget, precision as the run resolved it, ...), not where it writes or how it is
-launched. Runs of one dataset whose recipes differ are never averaged together: their labels
-name the differing keys, e.g. `plain-20 [trainer.max_steps=10]`.
+optimiser, budget, precision as the run resolved it, ...): the config's defining keys
+(`config.is_non_defining`) less the few that `NOT_RECIPE_KEYS` lists. Runs of one dataset
+whose recipes differ are never averaged together: their labels name the differing keys, e.g.
+`plain-20 [trainer.max_steps=10]`.
 
 A variant counts each seed once. A run is identified by what it ran: its config hash, seed
 and resolved precision (`Run.identity`); the same run reached twice (the same seed twice, or
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from degradation.config import covers, is_non_defining
 from degradation.rundir import (
     ANALYSIS,
     CONFIG,
@@ -45,23 +51,31 @@ from degradation.rundir import (
     read_metrics,
     read_summary,
 )
+from degradation.vocabulary import Architecture, Skip, order
 
-# Config keys that change what a run measures; everything else (paths, logging, launcher,
-# devices, architecture, which the variant name already says, seed) is left out.
-RECIPE_KEYS = (
-    "data.",
-    "optim.",
-    "trainer.max_steps",
-    "trainer.precision",
-    "trainer.gradient_clip_val",
-    "log_every",
-    "zero_init_residual",
-    "head_init",
+# Defining keys (config.NON_DEFINING_KEYS leaves them in the config hash) that a recipe does
+# not compare: the variant's own architecture (Run.architecture), the seed (a variant's
+# samples), the experiment's folder name, and settings that change where a run runs, how often
+# it is measured or when it is called diverged (its status says so), not the numbers compared.
+ARCHITECTURE_KEYS = ("depth", "skip", "shortcut", "family", "block", "width", "preact")
+NOT_RECIPE_KEYS = (
+    *ARCHITECTURE_KEYS,
+    "seed",
+    "name",
+    "diverge_loss",
+    "data.verify",  # checks the files: the data checksum identifies them
+    "data.eval_batch_size",  # BN in eval mode: the same errors in batches of any size
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "trainer.sync_batchnorm",
+    "trainer.deterministic",
+    "trainer.benchmark",
+    "trainer.val_check_interval",
+    "trainer.log_every_n_steps",
 )
-NOT_RECIPE_KEYS = ("data.root", "data.download", "data.verify", "data.num_workers")
-NOT_RECIPE_KEYS += ("data.eval_batch_size",)
 MAX_LABEL_KEYS = 3  # more differing keys than this: recipes are lettered instead
-SKIP_ORDER = {"none": 0, "add": 1, "concat": 2}
 # What every completed run of this program leaves besides summary.json and .hydra/ (train.py)
 COMPLETED_RUN_FILES = (METRICS, LAYER_RESPONSES)
 # What the report does without a file it cannot read (by the file's path in the run folder)
@@ -121,8 +135,24 @@ class Run:
         return self.status == "completed"
 
     @property
+    def architecture(self) -> Architecture | None:
+        """The net, from summary.json's fields and the config's width and preact; None for a
+        summary without a skip or depth (then the stored name is all there is)."""
+        s = self.summary
+        if s.get("skip") is None or s.get("depth") is None:
+            return None
+        preact, width = self.config.get("preact", False), self.config.get("width", 1)
+        return Architecture.of(
+            s["skip"], s["depth"], s.get("family"), s.get("block"), s.get("shortcut"), preact,
+            width,
+        )  # fmt: skip
+
+    @property
     def name(self) -> str:
-        return self.summary.get("name", self.path.name)
+        """The variant name made from the fields ('resnet-56 projection'), whatever name the
+        summary holds; the stored name (or the folder's) where the fields are missing."""
+        arch = self.architecture
+        return arch.label if arch else self.summary.get("name", self.path.name)
 
     @property
     def dataset(self) -> str:
@@ -143,9 +173,14 @@ class Run:
     @property
     def series(self) -> str:
         """The name without its depth: 'plain', 'resnet projection', ... (depth series)."""
-        head, _, rest = self.name.partition(" ")
-        family = head.rsplit("-", 1)[0]
-        return f"{family} {rest}".strip()
+        arch = self.architecture
+        return arch.series if arch else self.name
+
+    @property
+    def shared(self) -> str:
+        """What plain and skip twins share: '', 'imagenet', 'bottleneck preact' ..."""
+        arch = self.architecture
+        return arch.shared if arch else ""
 
     @property
     def variant(self) -> str:
@@ -238,6 +273,10 @@ class Variant:
         return self.runs[0].series
 
     @property
+    def shared(self) -> str:
+        return self.runs[0].shared
+
+    @property
     def study(self) -> tuple[str, str]:
         return (self.dataset, self.recipe)
 
@@ -313,7 +352,7 @@ def _missing(run: Run) -> list[Unreadable]:
 def recipe_of(run: Run) -> dict[str, Any]:
     keep = {}
     for key, val in run.config.items():
-        if not key.startswith(RECIPE_KEYS) or key.startswith(NOT_RECIPE_KEYS):
+        if is_non_defining(key) or covers(NOT_RECIPE_KEYS, key):
             continue
         if key.startswith("data.synthetic.") and run.config.get("data.name") != "synthetic":
             continue
@@ -330,10 +369,11 @@ def group_runs(runs: list[Run]) -> list[Variant]:
         by_dataset.setdefault(run.dataset, []).append(run)
     for dataset_runs in by_dataset.values():
         _label_recipes(dataset_runs)
-    variants: dict[tuple[str, str, str], Variant] = {}
-    for run in runs:
-        key = (run.dataset, run.recipe, run.name)
-        variants.setdefault(key, Variant(*key)).runs.append(run)
+    variants: dict[tuple, Variant] = {}
+    for run in runs:  # by the fields; a summary without them by its stored name
+        key = (run.dataset, run.recipe, run.architecture or run.name)
+        variant = variants.setdefault(key, Variant(run.dataset, run.recipe, run.name))
+        variant.runs.append(run)
     for variant in variants.values():
         _count_each_seed_once(variant)
     return sorted(variants.values(), key=_variant_order)
@@ -390,4 +430,4 @@ def recipe_legend(runs: list[Run]) -> dict[str, str]:
 
 
 def _variant_order(v: Variant) -> tuple:
-    return (v.dataset, v.recipe, SKIP_ORDER.get(v.skip, 9), v.series, v.depth or 0, v.name)
+    return (v.dataset, v.recipe, order(Skip, v.skip), v.series, v.depth or 0, v.name)
