@@ -7,7 +7,11 @@ units that tables, figures and the verdict compare.
 
 A run's architecture is read from summary.json's fields (skip, depth, shortcut, family,
 block) and the config's width and preact (`vocabulary.Architecture`), never parsed from its
-name: a renamed run is still grouped with its twins, and its label is made from the fields.
+name: a renamed run is still grouped with its twins. A variant is shown under the one name its
+runs' summaries hold (what training called them), or, where they disagree or another variant
+of its study holds that name too, the name its fields make (`_name_variants`).
+A summary that lacks one of these fields (written by hand; train.py writes them all) is grouped
+by its stored name.
 
 The recipe is the part of `.hydra/config.yaml` that changes what a run measures (data,
 optimiser, budget, precision as the run resolved it, ...): the config's defining keys
@@ -30,6 +34,7 @@ that part, and is listed too (`Run.unreadable`), as is a completed run that lack
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +56,10 @@ from degradation.rundir import (
     read_metrics,
     read_summary,
 )
-from degradation.vocabulary import Architecture, Skip, order
+from degradation.vocabulary import Architecture, Skip, order, skip_label
+
+# What summary.json says of the net (train.py has written them all since its first version)
+SUMMARY_FIELDS = ("skip", "depth", "shortcut", "family", "block")
 
 # Defining keys (config.NON_DEFINING_KEYS leaves them in the config hash) that a recipe does
 # not compare: the variant's own architecture (Run.architecture), the seed (a variant's
@@ -123,6 +131,7 @@ class Run:
     metrics: dict[str, list[tuple[int, float]]]  # column -> [(step, value)], last per step
     responses: dict[str, Any] | None  # layer_responses.json
     recipe: str = ""  # set by group_runs: "" where a dataset has one recipe
+    shown: str = ""  # set by group_runs: the name of the variant that holds this run
     unreadable: list[Unreadable] = field(default_factory=list)  # files left out of this run
 
     @property
@@ -136,23 +145,29 @@ class Run:
 
     @property
     def architecture(self) -> Architecture | None:
-        """The net, from summary.json's fields and the config's width and preact; None for a
-        summary without a skip or depth (then the stored name is all there is)."""
-        s = self.summary
-        if s.get("skip") is None or s.get("depth") is None:
+        """The net, from summary.json's fields and the config's width and preact (and its
+        block, where a run failed before its net was built); None for a summary that lacks a
+        field (written by hand: train.py writes them all): it is grouped by its stored name."""
+        s, cfg = self.summary, self.config
+        if any(key not in s for key in SUMMARY_FIELDS) or None in (s["skip"], s["depth"]):
             return None
-        preact, width = self.config.get("preact", False), self.config.get("width", 1)
+        block = s["block"] or cfg.get("block")
+        width, preact = cfg.get("width", 1), cfg.get("preact", False)
         return Architecture.of(
-            s["skip"], s["depth"], s.get("family"), s.get("block"), s.get("shortcut"), preact,
-            width,
-        )  # fmt: skip
+            s["skip"], s["depth"], s["family"], block, s["shortcut"], preact, width
+        )
 
     @property
     def name(self) -> str:
-        """The variant name made from the fields ('resnet-56 projection'), whatever name the
-        summary holds; the stored name (or the folder's) where the fields are missing."""
+        """The name the summary holds (or the folder's): only ever shown, never parsed."""
+        return self.summary.get("name", self.path.name)
+
+    @property
+    def label(self) -> str:
+        """The variant name made from the fields ('resnet-56 projection'); the stored name
+        where the fields are missing."""
         arch = self.architecture
-        return arch.label if arch else self.summary.get("name", self.path.name)
+        return arch.label if arch else self.name
 
     @property
     def dataset(self) -> str:
@@ -172,9 +187,10 @@ class Run:
 
     @property
     def series(self) -> str:
-        """The name without its depth: 'plain', 'resnet projection', ... (depth series)."""
+        """The name without its depth: 'plain', 'resnet projection', ... (depth series); the
+        skip's label alone for a summary without the architecture's fields."""
         arch = self.architecture
-        return arch.series if arch else self.name
+        return arch.series if arch else skip_label(self.skip)
 
     @property
     def shared(self) -> str:
@@ -184,7 +200,8 @@ class Run:
 
     @property
     def variant(self) -> str:
-        return f"{self.name} [{self.recipe}]" if self.recipe else self.name
+        name = self.shown or self.name
+        return f"{name} [{self.recipe}]" if self.recipe else name
 
     @property
     def precision(self) -> str | None:
@@ -254,7 +271,7 @@ class Variant:
 
     @property
     def label(self) -> str:
-        return self.runs[0].variant
+        return f"{self.name} [{self.recipe}]" if self.recipe else self.name
 
     @property
     def usable(self) -> list[Run]:
@@ -372,11 +389,26 @@ def group_runs(runs: list[Run]) -> list[Variant]:
     variants: dict[tuple, Variant] = {}
     for run in runs:  # by the fields; a summary without them by its stored name
         key = (run.dataset, run.recipe, run.architecture or run.name)
-        variant = variants.setdefault(key, Variant(run.dataset, run.recipe, run.name))
-        variant.runs.append(run)
+        variants.setdefault(key, Variant(run.dataset, run.recipe, "")).runs.append(run)
+    _name_variants(list(variants.values()))
     for variant in variants.values():
         _count_each_seed_once(variant)
     return sorted(variants.values(), key=_variant_order)
+
+
+def _name_variants(variants: list[Variant]) -> None:
+    """Each variant's name: the one name its runs' summaries hold (what training called
+    them), unless they disagree (a run renamed by hand) or another variant of its study holds
+    it too (a summary edited to say another net); then the name its fields make."""
+    for variant in variants:
+        names = {r.name for r in variant.runs}
+        variant.name = names.pop() if len(names) == 1 else variant.runs[0].label
+    taken = Counter((v.study, v.name) for v in variants)
+    for variant in variants:
+        if taken[variant.study, variant.name] > 1:
+            variant.name = variant.runs[0].label
+        for run in variant.runs:
+            run.shown = variant.name
 
 
 def _count_each_seed_once(variant: Variant) -> None:
