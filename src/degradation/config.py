@@ -5,7 +5,7 @@ Hydra composes `conf/config.yaml` on top of `RunConfig` (registered by `degradat
 A constraint that a type cannot express is declared on the field itself (`checked(default,
 POSITIVE)`); `preflight.validate` walks the schema and checks every declared rule, plus the
 checks that involve several fields. This module only declares: it registers nothing, validates
-nothing and imports nothing of the project but `choices` and `errors`.
+nothing and imports nothing of the project but `choices`, `errors` and `vocabulary`.
 
 `NON_DEFINING_KEYS` is the one list of keys that say where or how a run is written, logged,
 launched or sped up, not what it computes: the run folder's name and the config hash are both
@@ -25,38 +25,12 @@ from typing import Any, Dict, List, Optional
 from omegaconf import II
 
 from degradation.errors import UserError
-
+from degradation.vocabulary import Architecture, Block, Family, HeadInit, Shortcut, Skip
 
 # Choices are StrEnums: str() and f-strings give the plain value ("add", not "Skip.add"), as
-# Hydra's tab completion shows a setting's value (`skip=<TAB>` completes to `skip=add`).
-class Skip(StrEnum):
-    none = "none"  # plain net
-    add = "add"  # residual: F(x) + shortcut(x)
-    concat = "concat"  # BN(conv1x1([shortcut(x), F(x)]))
-
-
-class Shortcut(StrEnum):
-    zero_pad = "zero_pad"  # option A
-    projection = "projection"  # option B
-    all_projection = "all_projection"  # option C
-
-
-class Family(StrEnum):
-    cifar = "cifar"
-    imagenet = "imagenet"
-    keras = "keras"  # a Keras tutorial's "ResNet-50 for CIFAR-10" (models/keras.py)
-
-
-class Block(StrEnum):
-    basic = "basic"
-    bottleneck = "bottleneck"
-
-
-class HeadInit(StrEnum):
-    """How the classifier (the final nn.Linear) is initialised (docs/recipe.md)."""
-
-    pytorch = "pytorch"  # nn.Linear's default, as torchvision's resnet.py keeps it
-    he_normal = "he_normal"  # N(0, 2/fan_in) weights, zero bias, like the convs (He et al.)
+# Hydra's tab completion shows a setting's value (`skip=<TAB>` completes to `skip=add`). The
+# architecture's choices (Skip, Shortcut, Family, Block, HeadInit) live in vocabulary.py with
+# their words; they are imported above, so `from degradation.config import Skip` works.
 
 
 class Normalize(StrEnum):
@@ -425,9 +399,14 @@ NON_DEFINING_KEYS = (
 )
 
 
+def covers(keys: tuple[str, ...], key: str) -> bool:
+    """Whether a dotted config key is, or lies below, one of `keys`."""
+    return any(key == k or key.startswith(k + ".") for k in keys)
+
+
 def is_non_defining(key: str) -> bool:
     """Whether a dotted config key is, or lies below, one of NON_DEFINING_KEYS."""
-    return any(key == k or key.startswith(k + ".") for k in NON_DEFINING_KEYS)
+    return covers(NON_DEFINING_KEYS, key)
 
 
 def jobs_per_gpu_setting(setting: Any) -> int | str:
@@ -441,21 +420,13 @@ def jobs_per_gpu_setting(setting: Any) -> int | str:
 def variant_name(cfg: Any) -> str:
     """Human label of the architecture, seed left out: 'plain-56', 'resnet-56 projection',
     'resnet-18 imagenet', 'resnet-50 keras' (the family is named unless it is cifar, so that
-    nets of one depth from different families are never averaged together in reports or W&B).
-    A keras net's block and shortcut are implied by its family, so nothing follows it."""
-    skip = str(cfg.skip)  # plain values (spec.ModelSpec) or the schema's StrEnums
-    kind = {"none": "plain", "add": "resnet", "concat": "concatnet"}[skip]
-    label = f"{kind}-{cfg.depth}"
-    if cfg.family == "keras":
-        return f"{label} keras"
-    if cfg.family != "cifar":
-        label += f" {cfg.family}"
-    if cfg.block == "bottleneck":
-        label += " bottleneck"
-    if cfg.preact:
-        label += " preact"
-    if skip != "none" and cfg.shortcut != "zero_pad":
-        label += f" {cfg.shortcut}"
-    if cfg.width != 1:
-        label += f" x{cfg.width}"
-    return label
+    nets of one depth from different families are never averaged together in reports or W&B;
+    vocabulary.Architecture says which fields it names)."""
+    return architecture(cfg).label
+
+
+def architecture(cfg: Any) -> Architecture:
+    """The run config's architecture fields, as the report reads them from summary.json."""
+    return Architecture.of(
+        cfg.skip, cfg.depth, cfg.family, cfg.block, cfg.shortcut, cfg.preact, cfg.width
+    )

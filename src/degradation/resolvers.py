@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
+from degradation import vocabulary
+
 
 def warmup_lr_from_depth(depth: int, min_depth: int, lr: float) -> float | None:
     """The warm-up lr for nets at least `min_depth` deep, None (no warm-up) for the others."""
@@ -23,8 +25,7 @@ def family_shortcut(family) -> str:
     """`shortcut`'s default: a keras net (models/keras.py) has a projection on every block
     and nothing else; the paper's nets default to option A. Resolved, a cifar run's config
     (and its config_hash) is what it was before keras existed."""
-    family = getattr(family, "value", family)
-    return "all_projection" if family == "keras" else "zero_pad"
+    return vocabulary.family_shortcut(getattr(family, "value", family))
 
 
 RECIPE_RESOLVERS = {

@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from degradation.analyze.plots import (
-    SKIP_ORDER,
     plot_gradient_flow,
     plot_gradient_profile,
     plot_landscape_seeds,
@@ -68,6 +67,7 @@ from degradation.rundir import (
     read_lesion,
     write_json,
 )
+from degradation.vocabulary import Skip, order
 
 PREFIX = "analysis_"
 RECORD = "analysis.json"
@@ -642,7 +642,7 @@ def analysis_figures(
         remove_figure(stale)
     (out / RECORD).unlink(missing_ok=True)
     variants = variants_of(_as_runs(runs, problems))
-    variants.sort(key=lambda v: (v.dataset, v.recipe, v.depth or 0, SKIP_ORDER.get(v.skip, 9),
+    variants.sort(key=lambda v: (v.dataset, v.recipe, v.depth or 0, order(Skip, v.skip),
                                  v.label))  # fmt: skip
     if not variants:
         return []

@@ -31,11 +31,9 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless back
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from degradation.report.figure_files import LEGEND_FONTSIZE, save_figure  # noqa: E402
+from degradation.report.figure_files import LEGEND_FONTSIZE, SKIP_STYLES, save_figure  # noqa: E402
+from degradation.vocabulary import Skip, order  # noqa: E402
 
-SKIP_ORDER = {"none": 0, "add": 1, "concat": 2}
-SKIP_STYLES = {"none": "--", "add": "-", "concat": ":"}
-SKIP_TITLES = {"none": "plain", "add": "residual", "concat": "concatenation"}
 LINTHRESH = 0.01  # loss increases below this (nats): linear in 1-D, the lowest level in 2-D
 
 
@@ -228,7 +226,7 @@ def plot_gradient_flow(records: list, path: Path) -> Path:
     """Heat maps of log10 ‖g‖/‖w‖ (layer × step), rows = depth, columns = skip, one colour
     scale; each record (label, depth, skip, steps, layers, rel) is one panel."""
     depths = sorted({r.depth for r in records})
-    skips = sorted({r.skip for r in records}, key=lambda s: SKIP_ORDER.get(s, 9))
+    skips = sorted({r.skip for r in records}, key=lambda s: order(Skip, s))
     rows_of = {(d, s): [r for r in records if (r.depth, r.skip) == (d, s)] for d in depths
                for s in skips}  # fmt: skip
     height = max(len(v) for v in rows_of.values())  # several recipes of one variant: stacked

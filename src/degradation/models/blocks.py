@@ -16,9 +16,11 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from degradation import vocabulary
+
 from .skips import carried_channels, make_skip
 
-BLOCKS = ("basic", "bottleneck")
+BLOCKS = vocabulary.values(vocabulary.Block)
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:

@@ -7,6 +7,7 @@ import operator
 
 from degradation.choices import check_choice
 from degradation.errors import UserError
+from degradation.vocabulary import Family, HeadInit, values
 
 from .blocks import BLOCK_TYPES, BLOCKS
 from .keras import SHORTCUT as KERAS_SHORTCUT
@@ -15,8 +16,8 @@ from .resnet import ResNet
 from .shortcuts import SHORTCUTS
 from .skips import SKIPS
 
-FAMILIES = ("cifar", "imagenet", "keras")  # keras: models/keras.py
-HEAD_INITS = ("pytorch", "he_normal")  # the classifier's init: ResNet._init_weights
+FAMILIES = values(Family)  # keras: models/keras.py
+HEAD_INITS = values(HeadInit)  # the classifier's init: ResNet._init_weights
 
 # ImageNet depth -> (natural block, blocks per stage), He et al. 2015, Table 1.
 IMAGENET_DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from degradation import vocabulary
 from degradation.errors import UserError
 
 from .blocks import Block
@@ -42,8 +43,8 @@ DEPTH = 50
 STAGE_BLOCKS = (3, 4, 6, 3)
 STAGE_FILTERS = ((64, 256), (128, 512), (256, 1024), (512, 2048))
 STEM_FILTERS = 64
-SKIPS = ("none", "add")
-SHORTCUT = "all_projection"  # its only shortcut: a 1x1 conv + BN on every block
+SKIPS = (vocabulary.Skip.none.value, vocabulary.Skip.add.value)  # no concat twin
+SHORTCUT = vocabulary.KERAS_SHORTCUT.value  # its only shortcut: a 1x1 conv + BN on every block
 
 
 def keras_batch_norm(channels: int) -> nn.BatchNorm2d:

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from degradation.choices import check_choice
+from degradation.vocabulary import Shortcut, values
 
-SHORTCUTS = ("zero_pad", "projection", "all_projection")
+SHORTCUTS = values(Shortcut)
 
 
 class ZeroPadShortcut(nn.Module):

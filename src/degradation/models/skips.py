@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from degradation.choices import check_choice
+from degradation.vocabulary import Skip, values
 
 from .shortcuts import ZeroPadShortcut, make_shortcut
 
-SKIPS = ("none", "add", "concat")
+SKIPS = values(Skip)
 
 
 def carried_channels(merge: nn.Module, out_ch: int) -> slice:

@@ -45,10 +45,12 @@ from degradation.report.runs import Variant, find_runs, group_runs
 from degradation.report.stats import describe
 from degradation.report.verdict import NOT_ENOUGH, judge
 from degradation.rundir import atomic_write_text, strict_json
+from degradation.vocabulary import Skip, skip_label
 
 ALPHA = 0.05  # false-alarm rate over all the error tests together (module docstring)
 METRICS = ("train_error", "test_error")  # summary.json `final` keys compared
 SINGLE_SEED = "single seed"
+PLAIN = skip_label(Skip.none)  # the answers' word for plain nets
 
 
 def load_studies(root: Path) -> dict[str, list[Variant]]:
@@ -67,10 +69,10 @@ def verdict_answers(verdict: dict[str, Any]) -> dict[str, str]:
     for series in verdict["series"]:
         arch = f" ({series['architecture']})" if series["architecture"] else ""
         if not series["pairs"]:  # one plain depth: nothing judged
-            answers[f"plain{arch} degradation"] = series["degradation"]
+            answers[f"{PLAIN}{arch} degradation"] = series["degradation"]
         for pair in series["pairs"]:
             d1, d2 = pair["depths"]
-            answers[f"plain{arch} {d1} -> {d2} degraded"] = "yes" if pair["degraded"] else "no"
+            answers[f"{PLAIN}{arch} {d1} -> {d2} degraded"] = "yes" if pair["degraded"] else "no"
         for skip in series["skips"]:
             for pair in skip["pairs"]:
                 d1, d2 = pair["depths"]

@@ -1,14 +1,18 @@
 """How every figure is written (the report's and the analyses'): a PNG at DPI for screens
 and an SVG copy beside it (same name, .svg) for a paper; legends at LEGEND_FONTSIZE points;
-text from run folders drawn as written, never parsed as math (`literal_text`)."""
+each skip's line style (SKIP_STYLES); text from run folders drawn as written, never parsed as
+math (`literal_text`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from degradation.vocabulary import Skip
+
 DPI = 150  # the PNG's resolution: sharp on a screen, and on paper at the figure's size
 LEGEND_FONTSIZE = 9  # points; titles and axis labels are matplotlib's 10
 VECTOR = ".svg"
+SKIP_STYLES = {Skip.none: "--", Skip.add: "-", Skip.concat: ":"}  # another skip: "-"
 
 
 def vector_copy(png: Path) -> Path:

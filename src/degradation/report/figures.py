@@ -35,14 +35,14 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from degradation.report.figure_files import (  # noqa: E402
     LEGEND_FONTSIZE,
+    SKIP_STYLES,
     literal_text,
     save_figure,
 )
 from degradation.report.runs import Run, Variant  # noqa: E402
 from degradation.report.stats import describe  # noqa: E402
+from degradation.vocabulary import Skip, order, skip_label, skip_title  # noqa: E402
 
-SKIP_TITLES = {"none": "plain (no skip)", "add": "residual (add)", "concat": "concatenation"}
-SKIP_STYLES = {"none": "--", "add": "-", "concat": ":"}
 # Fig. 7 on a log axis when its stds span more than this factor: a plain-56's (~1e5) would
 # otherwise flatten every other curve onto zero
 LOG_AXIS_SPAN = 100.0
@@ -112,8 +112,8 @@ def _seeds_note(variants: list[Variant]) -> str:
 def fig1(study: str, variants: list[Variant]) -> dict | None:
     """Plain nets of the shallowest and deepest trained depth (the paper's Fig. 1)."""
     plain = [v for v in variants if v.skip == "none" and v.usable]
-    series_names = sorted({v.series for v in plain}, key=lambda s: (s != "plain", s))
-    for name in series_names:
+    series_names = sorted({(v.shared != "", v.series) for v in plain})  # the paper's first
+    for _, name in series_names:
         chosen = sorted((v for v in plain if v.series == name), key=lambda v: v.depth or 0)
         if len(chosen) >= 2:
             pair = [chosen[0], chosen[-1]]
@@ -144,8 +144,8 @@ def fig6(study: str, variants: list[Variant]) -> dict | None:
     if not used:
         return None
     panels = []
-    order = list(SKIP_TITLES)  # a skip of another version of the program goes last
-    for skip in sorted({v.skip for v in used}, key=lambda s: (order + [s]).index(s)):
+    # a skip of another version of the program goes last
+    for skip in sorted({v.skip for v in used}, key=lambda s: (order(Skip, s), s)):
         for series in sorted({v.series for v in used if v.skip == skip}):
             members = sorted(
                 (v for v in used if v.skip == skip and v.series == series),
@@ -156,7 +156,8 @@ def fig6(study: str, variants: list[Variant]) -> dict | None:
                 lines.append(curve(v, "train/error", f"{v.label} train"))
                 lines.append(curve(v, "val/error", f"{v.label} val"))
                 lines.append(final_test_point(v))
-            title = SKIP_TITLES.get(skip, skip) if series in ("plain", "resnet") else series
+            # the paper's nets by their skip's title, any other by its series
+            title = skip_title(skip) if series == skip_label(skip) else series
             panels.append({"title": title, "series": lines})
     return {
         "id": f"fig6_{slug(study)}",
@@ -177,7 +178,7 @@ def degradation(study: str, variants: list[Variant]) -> dict | None:
     if not used:
         return None
     series = []
-    for name in sorted({v.series for v in used}, key=lambda s: (not s.startswith("plain"), s)):
+    for _, name in sorted({(v.skip != Skip.none, v.series) for v in used}):  # plain nets first
         members = [v for v in used if v.series == name]
         points: dict[float, list[float]] = {}
         for v in members:

@@ -1,14 +1,23 @@
 """Find run folders below a path and load what each one left behind.
 
 A run folder is any folder holding `summary.json`, at any depth: one sweep, several sweeps, or
-single runs. Runs are grouped into *variants* (same dataset, same architecture name, same
-training recipe; seeds differ) and variants into *studies* (same dataset and recipe), the
+single runs. Runs are grouped into *variants* (same dataset, same architecture, same training
+recipe; seeds differ) and variants into *studies* (same dataset and recipe), the
 units that tables, figures and the verdict compare.
 
+A run's architecture is read from summary.json's fields (skip, depth, shortcut, family,
+block) and the config's width and preact (`vocabulary.Architecture`), never parsed from its
+name: a renamed run is still grouped with its twins. A variant is shown under the one name its
+runs' summaries hold (what training called them), or, where they disagree or another variant
+of its study holds that name too, the name its fields make (`_name_variants`).
+A summary that lacks one of these fields (written by hand; train.py writes them all) is grouped
+by its stored name.
+
 The recipe is the part of `.hydra/config.yaml` that changes what a run measures (data,
-optimiser, budget, precision as the run resolved it, ...), not where it writes or how it is
-launched. Runs of one dataset whose recipes differ are never averaged together: their labels
-name the differing keys, e.g. `plain-20 [trainer.max_steps=10]`.
+optimiser, budget, precision as the run resolved it, ...): the config's defining keys
+(`config.is_non_defining`) less the few that `NOT_RECIPE_KEYS` lists. Runs of one dataset
+whose recipes differ are never averaged together: their labels name the differing keys, e.g.
+`plain-20 [trainer.max_steps=10]`.
 
 A variant counts each seed once. A run is identified by what it ran: its config hash, seed
 and resolved precision (`Run.identity`); the same run reached twice (the same seed twice, or
@@ -25,10 +34,12 @@ that part, and is listed too (`Run.unreadable`), as is a completed run that lack
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from degradation.config import covers, is_non_defining
 from degradation.rundir import (
     ANALYSIS,
     CONFIG,
@@ -45,23 +56,34 @@ from degradation.rundir import (
     read_metrics,
     read_summary,
 )
+from degradation.vocabulary import Architecture, Skip, order, skip_label
 
-# Config keys that change what a run measures; everything else (paths, logging, launcher,
-# devices, architecture, which the variant name already says, seed) is left out.
-RECIPE_KEYS = (
-    "data.",
-    "optim.",
-    "trainer.max_steps",
-    "trainer.precision",
-    "trainer.gradient_clip_val",
-    "log_every",
-    "zero_init_residual",
-    "head_init",
+# What summary.json says of the net (train.py has written them all since its first version)
+SUMMARY_FIELDS = ("skip", "depth", "shortcut", "family", "block")
+
+# Defining keys (config.NON_DEFINING_KEYS leaves them in the config hash) that a recipe does
+# not compare: the variant's own architecture (Run.architecture), the seed (a variant's
+# samples), the experiment's folder name, and settings that change where a run runs, how often
+# it is measured or when it is called diverged (its status says so), not the numbers compared.
+ARCHITECTURE_KEYS = ("depth", "skip", "shortcut", "family", "block", "width", "preact")
+NOT_RECIPE_KEYS = (
+    *ARCHITECTURE_KEYS,
+    "seed",
+    "name",
+    "diverge_loss",
+    "data.verify",  # checks the files: the data checksum identifies them
+    "data.eval_batch_size",  # BN in eval mode: the same errors in batches of any size
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.strategy",
+    "trainer.sync_batchnorm",
+    "trainer.deterministic",
+    "trainer.benchmark",
+    "trainer.val_check_interval",
+    "trainer.log_every_n_steps",
 )
-NOT_RECIPE_KEYS = ("data.root", "data.download", "data.verify", "data.num_workers")
-NOT_RECIPE_KEYS += ("data.eval_batch_size",)
 MAX_LABEL_KEYS = 3  # more differing keys than this: recipes are lettered instead
-SKIP_ORDER = {"none": 0, "add": 1, "concat": 2}
 # What every completed run of this program leaves besides summary.json and .hydra/ (train.py)
 COMPLETED_RUN_FILES = (METRICS, LAYER_RESPONSES)
 # What the report does without a file it cannot read (by the file's path in the run folder)
@@ -109,6 +131,7 @@ class Run:
     metrics: dict[str, list[tuple[int, float]]]  # column -> [(step, value)], last per step
     responses: dict[str, Any] | None  # layer_responses.json
     recipe: str = ""  # set by group_runs: "" where a dataset has one recipe
+    shown: str = ""  # set by group_runs: the name of the variant that holds this run
     unreadable: list[Unreadable] = field(default_factory=list)  # files left out of this run
 
     @property
@@ -121,8 +144,30 @@ class Run:
         return self.status == "completed"
 
     @property
+    def architecture(self) -> Architecture | None:
+        """The net, from summary.json's fields and the config's width and preact (and its
+        block, where a run failed before its net was built); None for a summary that lacks a
+        field (written by hand: train.py writes them all): it is grouped by its stored name."""
+        s, cfg = self.summary, self.config
+        if any(key not in s for key in SUMMARY_FIELDS) or None in (s["skip"], s["depth"]):
+            return None
+        block = s["block"] or cfg.get("block")
+        width, preact = cfg.get("width", 1), cfg.get("preact", False)
+        return Architecture.of(
+            s["skip"], s["depth"], s["family"], block, s["shortcut"], preact, width
+        )
+
+    @property
     def name(self) -> str:
+        """The name the summary holds (or the folder's): only ever shown, never parsed."""
         return self.summary.get("name", self.path.name)
+
+    @property
+    def label(self) -> str:
+        """The variant name made from the fields ('resnet-56 projection'); the stored name
+        where the fields are missing."""
+        arch = self.architecture
+        return arch.label if arch else self.name
 
     @property
     def dataset(self) -> str:
@@ -142,14 +187,21 @@ class Run:
 
     @property
     def series(self) -> str:
-        """The name without its depth: 'plain', 'resnet projection', ... (depth series)."""
-        head, _, rest = self.name.partition(" ")
-        family = head.rsplit("-", 1)[0]
-        return f"{family} {rest}".strip()
+        """The name without its depth: 'plain', 'resnet projection', ... (depth series); the
+        skip's label alone for a summary without the architecture's fields."""
+        arch = self.architecture
+        return arch.series if arch else skip_label(self.skip)
+
+    @property
+    def shared(self) -> str:
+        """What plain and skip twins share: '', 'imagenet', 'bottleneck preact' ..."""
+        arch = self.architecture
+        return arch.shared if arch else ""
 
     @property
     def variant(self) -> str:
-        return f"{self.name} [{self.recipe}]" if self.recipe else self.name
+        name = self.shown or self.name
+        return f"{name} [{self.recipe}]" if self.recipe else name
 
     @property
     def precision(self) -> str | None:
@@ -219,7 +271,7 @@ class Variant:
 
     @property
     def label(self) -> str:
-        return self.runs[0].variant
+        return f"{self.name} [{self.recipe}]" if self.recipe else self.name
 
     @property
     def usable(self) -> list[Run]:
@@ -236,6 +288,10 @@ class Variant:
     @property
     def series(self) -> str:
         return self.runs[0].series
+
+    @property
+    def shared(self) -> str:
+        return self.runs[0].shared
 
     @property
     def study(self) -> tuple[str, str]:
@@ -313,7 +369,7 @@ def _missing(run: Run) -> list[Unreadable]:
 def recipe_of(run: Run) -> dict[str, Any]:
     keep = {}
     for key, val in run.config.items():
-        if not key.startswith(RECIPE_KEYS) or key.startswith(NOT_RECIPE_KEYS):
+        if is_non_defining(key) or covers(NOT_RECIPE_KEYS, key):
             continue
         if key.startswith("data.synthetic.") and run.config.get("data.name") != "synthetic":
             continue
@@ -330,13 +386,29 @@ def group_runs(runs: list[Run]) -> list[Variant]:
         by_dataset.setdefault(run.dataset, []).append(run)
     for dataset_runs in by_dataset.values():
         _label_recipes(dataset_runs)
-    variants: dict[tuple[str, str, str], Variant] = {}
-    for run in runs:
-        key = (run.dataset, run.recipe, run.name)
-        variants.setdefault(key, Variant(*key)).runs.append(run)
+    variants: dict[tuple, Variant] = {}
+    for run in runs:  # by the fields; a summary without them by its stored name
+        key = (run.dataset, run.recipe, run.architecture or run.name)
+        variants.setdefault(key, Variant(run.dataset, run.recipe, "")).runs.append(run)
+    _name_variants(list(variants.values()))
     for variant in variants.values():
         _count_each_seed_once(variant)
     return sorted(variants.values(), key=_variant_order)
+
+
+def _name_variants(variants: list[Variant]) -> None:
+    """Each variant's name: the one name its runs' summaries hold (what training called
+    them), unless they disagree (a run renamed by hand) or another variant of its study holds
+    it too (a summary edited to say another net); then the name its fields make."""
+    for variant in variants:
+        names = {r.name for r in variant.runs}
+        variant.name = names.pop() if len(names) == 1 else variant.runs[0].label
+    taken = Counter((v.study, v.name) for v in variants)
+    for variant in variants:
+        if taken[variant.study, variant.name] > 1:
+            variant.name = variant.runs[0].label
+        for run in variant.runs:
+            run.shown = variant.name
 
 
 def _count_each_seed_once(variant: Variant) -> None:
@@ -390,4 +462,4 @@ def recipe_legend(runs: list[Run]) -> dict[str, str]:
 
 
 def _variant_order(v: Variant) -> tuple:
-    return (v.dataset, v.recipe, SKIP_ORDER.get(v.skip, 9), v.series, v.depth or 0, v.name)
+    return (v.dataset, v.recipe, order(Skip, v.skip), v.series, v.depth or 0, v.name)

@@ -81,8 +81,8 @@ from degradation.report.paper import PAPER_DATASET, PAPER_STEPS
 from degradation.report.runs import Run, Variant
 from degradation.report.stats import describe, holm, p_phrase
 from degradation.rundir import CONFIG
+from degradation.vocabulary import skip_label
 
-SHORTCUT_WORDS = {"projection", "all_projection"}  # in residual names only; plain nets have none
 NOTHING = "nothing to remove (no degradation)"
 SLOWER = "trains slower at this budget"
 LISTED = 3  # a sentence names at most this many runs or claims, then says how many more
@@ -161,12 +161,6 @@ def settings(study: str, variants: list[Variant], margin_pp: float | None = None
         if count < len(runs):
             source = f"verdict.margin_pp of {count} of {len(runs)} runs; the others predate it"
     return Settings(margin / 100, default.alpha if alpha is None else alpha, source)
-
-
-def _architecture(v: Variant) -> str:
-    """The series without its skip family and shortcut: plain and skip twins share it."""
-    words = v.series.split()[1:]
-    return " ".join(w for w in words if w not in SHORTCUT_WORDS)
 
 
 def _context(variants: list[Variant], alpha: float) -> list[str]:
@@ -515,7 +509,7 @@ def _skips_status(cases: list[dict], unit: str) -> str:
 
 def _series(arch: str, variants: list[Variant], samples: dict[str, Sample], s: Settings) -> dict:
     """The comparisons for one plain architecture and the skip series that share it."""
-    mine = [v for v in variants if _architecture(v) == arch]
+    mine = [v for v in variants if v.shared == arch]
     plain_variants = {v.depth: v for v in mine if v.skip == "none"}
     plain = {d: samples[v.label] for d, v in plain_variants.items()}
     pairs = [
@@ -527,9 +521,11 @@ def _series(arch: str, variants: list[Variant], samples: dict[str, Sample], s: S
     series["degradation"] = _degradation_status(pairs)
     comparisons = [p["comparison"] for p in pairs]
     for name in dict.fromkeys(v.series for v in mine if v.skip != "none"):  # variants' order
-        skips = {v.depth: samples[v.label] for v in mine if v.series == name}
+        members = [v for v in mine if v.series == name]
+        skips = {v.depth: samples[v.label] for v in members}
         versus = {d: _versus_plain(skips[d], plain[d], s) for d in sorted(skips) if d in plain}
-        cases = [_skip_case(p, plain, skips, name.split()[0], s) for p in pairs]
+        kind = skip_label(members[0].skip)  # 'resnet', 'concatnet'
+        cases = [_skip_case(p, plain, skips, kind, s) for p in pairs]
         comparisons += [*versus.values()]
         comparisons += [c[k] for c in cases for k in ("removed_test", "reduced_test") if k in c]
         status = _skips_status(cases, "degraded depth pairs") if pairs else NOT_ENOUGH
@@ -575,7 +571,7 @@ def judge(study: str, variants: list[Variant], margin_pp: float | None = None) -
     result.update(margin_source=s.source, series=[], comparisons=[])
     lines = _context(trained, s.alpha) if trained else []
     lines += _duplicates_line(variants)
-    architectures = sorted({_architecture(v) for v in variants if v.skip == "none"})
+    architectures = sorted({v.shared for v in variants if v.skip == "none"})
     if not architectures:
         found = ", ".join(v.label for v in variants) or "no runs"
         lines.append(

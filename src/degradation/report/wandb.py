@@ -5,10 +5,11 @@
 
 Runs are found by their summary.json below `runs_root`; each one's W&B group is recomputed from
 its .hydra/config.yaml by `loggers.variant_group`, the function that named it at training time.
-Panels (He et al. 2015, Fig. 1 and Fig. 6): for each kind of net (plain, residual, concat) one
-panel grid with training error and validation error against the iteration, one line per variant
-(W&B group) with the mean ± std over its seeds. W&B styles lines per run id only, so the paper's
-dashed training / bold test curves become two panels side by side. The test set is never a
+Panels (He et al. 2015, Fig. 1 and Fig. 6): for each kind of net (plain, residual,
+concatenation: vocabulary.SKIP_TITLES) one panel grid with training error and validation error
+against the iteration, one line per variant (W&B group) with the mean ± std over its seeds.
+W&B styles lines per run id only, so the paper's dashed training / bold test curves become two
+panels side by side. The test set is never a
 curve: its error (final model and best-validation checkpoint) is in the run table. A run whose
 summary.json or config cannot be read is left out with a note on stderr; text from run folders
 is escaped in the report's Markdown (report/markdown.py).
@@ -34,12 +35,9 @@ from degradation.rundir import (
     write_json,
 )
 from degradation.spec import read_spec
+from degradation.vocabulary import Skip, order, skip_title
 
-NET_KINDS = {  # skip -> (section title, runset name)
-    "none": ("Plain nets (Fig. 1, Fig. 6 left)", "plain"),
-    "add": ("Residual nets (Fig. 6 middle)", "residual"),
-    "concat": ("Concatenation skips", "concat"),
-}
+PAPER_FIGURES = {Skip.none: " (Fig. 1, Fig. 6 left)", Skip.add: " (Fig. 6 middle)"}
 CURVES = (("train/error", "training error"), ("val/error", "validation error"))
 TABLE_COLUMNS = [
     "run:group",
@@ -68,7 +66,6 @@ class SweepRun:
 def collect_runs(runs_root: Path) -> list[SweepRun]:
     """Every run below runs_root that was logged to W&B: plain, residual, concat; by depth."""
     runs, not_logged = [], 0
-    kind_order = list(NET_KINDS)
     for run_dir in find_run_dirs([runs_root], marker=SUMMARY):
         if not (run_dir / CONFIG).is_file():
             continue  # not a run folder of ours
@@ -88,7 +85,7 @@ def collect_runs(runs_root: Path) -> list[SweepRun]:
             f"note: {not_logged} run(s) below {runs_root} not logged to W&B: left out",
             file=sys.stderr,
         )
-    runs.sort(key=lambda r: ((kind_order + [r.skip]).index(r.skip), r.summary["depth"], r.group))
+    runs.sort(key=lambda r: (order(Skip, r.skip), r.summary["depth"], r.group))
     if not runs:
         raise UserError(
             f"{runs_root}: no run logged to W&B below it (train with logger=wandb first)"
@@ -156,10 +153,12 @@ def _blocks(wr: Any, runs: list[SweepRun], runs_root: Path, scope: dict[str, str
         "test set only appears in the tables.\n\n" + variant_table(runs)
     )
     blocks: list = [wr.MarkdownBlock(text=intro)]
-    for skip, (title, runset_name) in NET_KINDS.items():
+    for skip in Skip:  # one section per kind of net: its title is the runset's name
         groups = [r.group for r in runs if r.skip == skip]
         if not groups:
             continue
+        runset_name = skip_title(skip)
+        title = f"{runset_name.capitalize()} nets{PAPER_FIGURES.get(skip, '')}"
         panels = [
             wr.LinePlot(
                 title=f"{runset_name} nets: {label}",
