@@ -30,7 +30,10 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def config(**overrides):
+    """The schema's defaults for a short run (1000 steps: `auto` keeps a CPU run eager, see
+    test_auto_compiles_a_long_cpu_run_only), with overrides."""
     cfg = OmegaConf.structured(RunConfig)
+    cfg.trainer.max_steps = 1000
     for key, v in overrides.items():
         OmegaConf.update(cfg, key, v)
     return cfg
@@ -69,6 +72,21 @@ def test_auto_is_fp32_eager_on_a_cpu_without_native_bf16(monkeypatch, tmp_path):
         assert speed.benchmark is None and not speed.cuda and not speed.fused_sgd
         no_bf16 = "auto on CPU: the CPU has no native bf16 (no amx_bf16 or avx512_bf16)"
         assert speed.reason == no_bf16
+
+
+def test_auto_compiles_a_long_cpu_run_only(monkeypatch, tmp_path):
+    fake_cpu(monkeypatch, tmp_path, AVX2_CPU)
+    monkeypatch.setattr(speed_module, "cpp_compiler", lambda: "g++")
+    long_run = resolve_speed(speed_request(config(**{"trainer.max_steps": 5000})))
+    assert (long_run.compile, long_run.precision) == ("default", "32-true")
+    assert long_run.reason.endswith(
+        "; torch.compile (auto on CPU: 5000 steps >= 5000, where compiling pays back)"
+    )
+    assert resolve_speed(speed_request(config(**{"trainer.max_steps": 4999}))).compile == "none"
+    pinned = config(**{"trainer.max_steps": 64000, "compile": "none"})
+    assert resolve_speed(speed_request(pinned)).compile == "none"
+    monkeypatch.setattr(speed_module, "cpp_compiler", lambda: None)  # inductor could not build
+    assert resolve_speed(speed_request(config(**{"trainer.max_steps": 64000}))).compile == "none"
 
 
 def test_auto_is_bf16_channels_last_on_a_cpu_with_native_bf16(monkeypatch, tmp_path):

@@ -93,9 +93,11 @@ def bench_spec(
     train_size: int,
     image_size: int = 32,
     options: dict[str, Any] | None = None,
+    steps: int = 64000,
 ) -> RunSpec:
     """A run's spec (schema defaults) for the benchmark's model and synthetic data; `options`:
-    more settings by their config keys (CPU_OPTIONS)."""
+    more settings by their config keys (CPU_OPTIONS); `steps`: the run's length, as `auto`
+    speed settings depend on it (torch.compile on a CPU)."""
     return spec_of_settings(
         {
             "depth": depth,
@@ -105,6 +107,7 @@ def bench_spec(
             "data.val_size": 256,
             "data.synthetic.train_size": train_size + 256,
             "data.synthetic.test_size": 256,
+            "trainer.max_steps": steps,
             **(options or {}),
         }
     )
@@ -317,7 +320,10 @@ def packed_img_s(args, depth: int, device: str) -> list[float]:
 
 def fused_img_s(args, depth: int, device: str) -> float:
     """img/s summed over `args.fuse` members stepped together as one fused model."""
-    spec = bench_spec(depth, args.batch * args.fuse, device, args.train_size * args.fuse)
+    spec = bench_spec(
+        depth, args.batch * args.fuse, device, args.train_size * args.fuse,
+        steps=args.warmup + args.steps,
+    )  # fmt: skip
     dm = ImageDataModule(spec.data, seed=0)
     return framework_img_s(spec, dm, args.warmup, args.steps, members=args.fuse)[0]
 
@@ -484,7 +490,8 @@ def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
     records = []
     for depth in depths:
         shape = (depth, args.batch, device, args.train_size, args.image_size)
-        spec = bench_spec(*shape)
+        steps = args.warmup + args.steps
+        spec = bench_spec(*shape, steps=steps)
         dm = ImageDataModule(spec.data, seed=0)
         baselines = {}
         if not args.framework_only:
@@ -501,7 +508,12 @@ def benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
         options = None
         if device == "cpu" and not args.no_options and not args.framework_only:
             options = cpu_options(
-                lambda o, shape=shape: bench_spec(*shape, options=o), dm, args.warmup, args.steps
+                lambda o, shape=shape: bench_spec(
+                    *shape, options=o, steps=args.warmup + args.steps
+                ),
+                dm,
+                args.warmup,
+                args.steps,
             )
         records.append(
             {

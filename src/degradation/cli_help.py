@@ -34,7 +34,7 @@ SETTINGS = {
     "resume": "a rerun skips a finished run, resumes an unfinished one; false: afresh",
     "diverge_loss": "a window's loss above this (or NaN) stops the run as diverged",
     "grad_every": "steps between gradient-norm rows (grad_norms.csv); 0: off",
-    "compile": "torch.compile; auto: reduce-overhead on CUDA, none on CPU",
+    "compile": "torch.compile; auto: reduce-overhead on CUDA; on CPU default for 5000+ steps",
     "channels_last": "channels-last weights; null: with bf16 (CUDA, or a CPU with native bf16)",
     "fused_sgd": "SGD's fused kernel; null: on CUDA",
     "jobs_per_gpu": "parallel sweep jobs sharing one GPU (hydra/launcher=joblib)",

@@ -55,7 +55,10 @@ class Loader(StrEnum):
 Compile = StrEnum(
     "Compile", {m: m for m in ("auto", "none", "default", "reduce-overhead", "max-autotune")}
 )
-Compile.__doc__ = "torch.compile mode; auto: reduce-overhead (CUDA graphs) on CUDA, none on CPU"
+Compile.__doc__ = (
+    "torch.compile mode; auto: reduce-overhead (CUDA graphs) on CUDA, on a CPU default for a run"
+    " of speed.CPU_COMPILE_MIN_STEPS steps or more, else none"
+)
 
 
 class LoggerKind(StrEnum):

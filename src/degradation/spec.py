@@ -256,6 +256,7 @@ def speed_request(config: Mapping[str, Any]) -> SpeedRequest:
         fused_sgd=config["fused_sgd"],
         benchmark=trainer["benchmark"],
         deterministic=trainer["deterministic"],
+        max_steps=int(trainer["max_steps"]),
     )
 
 

@@ -7,12 +7,12 @@ fused kernel (weight decay, momentum and update of all of ResNet-56's 167 parame
 pass instead of several multi-tensor passes). On a CPU that reports native bf16 (the `amx_bf16`
 or `avx512_bf16` flag: Intel Sapphire Rapids and later, AMD Zen 4 and later): bf16-mixed and
 channels_last, measured 2.4x fp32 eager for ResNet-56 on AMX (docs/benchmarks.md). On any other
-CPU fp32 eager, where bf16 autocast is emulated and slower (8-14x, docs/benchmarks.md). Eager on
-every CPU: torch.compile's 40-70 s of compilation pay back only after about 200-300 steps
-(measured, docs/benchmarks.md), so a short CPU run loses by it; set compile=default for a long
-one. The
-choice and its reason are printed once and recorded in summary.json. Every option can be set by
-hand:
+CPU fp32 eager, where bf16 autocast is emulated and slower (8-14x, docs/benchmarks.md).
+torch.compile on a CPU only for a long run: its 40-70 s of compilation paid back after about
+200-300 steps (measured, docs/benchmarks.md), so `auto` compiles a CPU run of
+CPU_COMPILE_MIN_STEPS steps or more, where a C++ compiler is found for inductor, and keeps a
+shorter one eager. The choice and its reason are printed once and recorded in summary.json.
+Every option can be set by hand:
 `trainer.precision`, `compile` (none / default / reduce-overhead / max-autotune),
 `channels_last` and `fused_sgd`; `trainer.benchmark` (cudnn.benchmark) null means on under
 CUDA. The model is compiled in place (`nn.Module.compile`): its state_dict keys, checkpoints
@@ -92,6 +92,22 @@ class SpeedRequest:
     fused_sgd: bool | None
     benchmark: bool | None
     deterministic: bool | str
+    max_steps: int = 0  # the run's length: torch.compile pays on a CPU only for a long run
+
+
+# torch.compile's warm-up paid back after 194 and 283 steps for ResNet-20 and -56 at batch 128,
+# 32 px, on a 2-core CPU (docs/benchmarks.md); a smaller image or batch saves less a step, so
+# `auto` waits for a run many times that long
+CPU_COMPILE_MIN_STEPS = 5000
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler inductor would build CPU kernels with ($CXX, c++, g++, clang++)."""
+    import os
+    import shutil
+
+    candidates = [os.environ.get("CXX"), "c++", "g++", "clang++"]
+    return next((c for c in candidates if c and shutil.which(c)), None)
 
 
 def resolve_speed(request: SpeedRequest) -> Speed:
@@ -114,8 +130,16 @@ def resolve_speed(request: SpeedRequest) -> Speed:
         precision = "32-true"
         reason = f"auto on CPU: the CPU has no native bf16 (no {' or '.join(NATIVE_BF16_FLAGS)})"
     mode = request.compile
-    if mode == "auto":
-        mode = "reduce-overhead" if cuda else "none"
+    if mode == "auto" and cuda:
+        mode = "reduce-overhead"
+    elif mode == "auto":
+        long_run = request.max_steps >= CPU_COMPILE_MIN_STEPS
+        mode = "default" if long_run and cpp_compiler() else "none"
+        if mode == "default":
+            reason += (
+                f"; torch.compile (auto on CPU: {request.max_steps} steps >= "
+                f"{CPU_COMPILE_MIN_STEPS}, where compiling pays back)"
+            )
     # on a CPU channels_last pays only with bf16 (oneDNN's AMX kernels want it): it follows
     # the resolved precision, so a pinned 32-true stays plain fp32 eager
     fast = cuda or precision == "bf16-mixed"
