@@ -40,7 +40,6 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
@@ -509,7 +508,7 @@ class GradientFlow(Callback):
         append_csv_row(self.path, self._header(), [str(step), *(repr(v) for v in norms.values())])
         narrow = {k: norms[k] for k in self._layout.stage_columns}
         for logger in trainer.loggers:
-            chosen = narrow if isinstance(logger, CSVLogger) else norms
+            chosen = narrow if isinstance(logger, MetricsCSVLogger) else norms
             logger.log_metrics({self.PREFIX + k: v for k, v in chosen.items()}, step=step)
 
 
