@@ -7,12 +7,12 @@
     BestCheckpoint   checkpoints/best.ckpt (ModelCheckpoint), its paths from where the folder is
     GradientFlow     grad_norms.csv: RMS gradient and relative update of every 3x3 conv layer
     CompileClock     reports torch.compile's first step; marks CUDA-graph step boundaries
-    FaultInjection   test hooks: a failure or a NaN at a chosen step (environment variables)
     Interruption     SIGINT / SIGTERM end the run at a step boundary (RunInterrupted)
     AtomicCheckpointIO  Lightning's checkpoint writer, atomic; its reader runs no code
                      (a plugin, not a callback)
     configured_callbacks  the user's own: config group `callbacks` (conf/callbacks/), built
                      with hydra.utils.instantiate
+    callbacks_for_tests  test-only: those DEGRADATION_TEST_CALLBACKS names (tests/faults.py)
 
 Lightning's own callbacks are used where one does the job exactly (`ModelCheckpoint` writes
 best.ckpt); ours exist where the semantics differ, each saying how in its docstring. Every
@@ -27,6 +27,7 @@ This module is over 300 lines because it is the one home of the run's callbacks.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import signal
@@ -551,52 +552,21 @@ class CompileClock(Callback):
         self._mark_step()
 
 
-# --- test hooks -------------------------------------------------------------------------------
+# --- test-only hook ---------------------------------------------------------------------------
 
-FAIL_AT_STEP = "DEGRADATION_FAIL_AT_STEP"
-NAN_AT_STEP = "DEGRADATION_NAN_AT_STEP"
-
-
-def injected_step(variable: str, seed: int) -> int | None:
-    """The step a test hook (`S` or `S:seed=N`) names for a run with this seed, else None."""
-    text = os.environ.get(variable, "").strip()
-    if not text:
-        return None
-    step, _, only = text.partition(":")
-    if only and only.strip() != f"seed={seed}":
-        return None
-    return int(step)
+TEST_CALLBACKS = "DEGRADATION_TEST_CALLBACKS"
 
 
-class FaultInjection(Callback):
-    """Test hooks for the failure-isolation tests (never set them otherwise):
-    `DEGRADATION_FAIL_AT_STEP=S` raises a RuntimeError in the forward pass of training step S,
-    `DEGRADATION_NAN_AT_STEP=S` feeds that forward pass NaN inputs, so its loss is NaN;
-    `S:seed=N` limits either to the run with seed N (e.g. one job of a sweep). The fault comes
-    from a one-shot forward pre-hook on the model (an eager model: compiled graphs skip hooks
-    added later)."""
-
-    def __init__(self, seed: int):
-        self.fail_at = injected_step(FAIL_AT_STEP, seed)
-        self.nan_at = injected_step(NAN_AT_STEP, seed)
-
-    @property
-    def active(self) -> bool:
-        return self.fail_at is not None or self.nan_at is not None
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        step = trainer.global_step
-        if step not in (self.fail_at, self.nan_at):
-            return
-        model = getattr(pl_module, "model", pl_module)
-
-        def fault(module, args):
-            handle.remove()
-            if step == self.fail_at:
-                raise RuntimeError(f"injected failure at step {step} ({FAIL_AT_STEP})")
-            return (args[0] * math.nan, *args[1:])
-
-        handle = model.register_forward_pre_hook(fault)
+def callbacks_for_tests(cfg: Any) -> list[Callback]:
+    """Test-only (docs/development.md; never set it otherwise): the callbacks that
+    `DEGRADATION_TEST_CALLBACKS=module:Class[,module:Class]` names, each built with the run's
+    config. The tests inject faults into the runs they start this way (tests/faults.py)."""
+    built = []
+    for named in os.environ.get(TEST_CALLBACKS, "").split(","):
+        if named.strip():
+            module, _, name = named.strip().partition(":")
+            built.append(getattr(importlib.import_module(module), name)(cfg))
+    return built
 
 
 # --- interruptions ------------------------------------------------------------------------------

@@ -35,13 +35,13 @@ from degradation.callbacks import (
     BestCheckpoint,
     CompileClock,
     Divergence,
-    FaultInjection,
     GradientFlow,
     Interruption,
     LastCheckpoint,
     MetricWindow,
     ProgressLines,
     RunInterrupted,
+    callbacks_for_tests,
     configured_callbacks,
 )
 from degradation.choices import value
@@ -97,7 +97,7 @@ class _Callbacks:
         self.interruption = interruption
         self.window = MetricWindow(cfg.log_every)
         self.divergence = Divergence(self.window, cfg.diverge_loss)
-        self.faults = FaultInjection(cfg.seed)
+        self.test_hooks = callbacks_for_tests(cfg)  # test-only (docs/development.md)
         self.gradients = GradientFlow(run_dir, cfg.grad_every)
         self.clock = CompileClock(speed)
         self.configured = configured_callbacks(cfg.callbacks, cfg.trainer.enable_progress_bar)
@@ -114,7 +114,7 @@ class _Callbacks:
         callbacks = [self.window, self.divergence, *([self.lines] if self.lines else [])]
         callbacks += [self.gradients, self.clock, *self.configured]
         callbacks += [self.best, self.interruption, self.last]
-        return callbacks + ([self.faults] if self.faults.active else [])
+        return callbacks + self.test_hooks
 
 
 def _progress_display(cfg: DictConfig, configured: list) -> tuple[bool, bool]:
