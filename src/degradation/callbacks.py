@@ -274,14 +274,10 @@ class MetricWindow(Callback):
         self.train_images = 0
         self._window_start: float | None = None
         self._val_started = 0.0
-        self._open_step: int | None = None  # checkpoints of version 0.1 could hold one
 
     @property
     def throughput_img_s(self) -> float:
         return self.train_images / max(self.train_time_s, 1e-9)
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._catch_up(trainer, pl_module)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if self._window_start is None:
@@ -295,33 +291,23 @@ class MetricWindow(Callback):
             self.window = self.window.to(step_window.device)
         self.window += step_window
         self.window_steps += 1
-        self._end_step(trainer, pl_module, trainer.global_step - 1)
-
-    def _end_step(self, trainer, pl_module, step: int, show_progress: bool = True) -> None:
         row = {"lr": trainer.optimizers[0].param_groups[0]["lr"]}
         self.closed = None
         if self.window_steps >= self.log_every:
             row.update(self._flush(trainer, pl_module))
-            if show_progress and self.show_progress:
+            if self.show_progress:
                 shown = {k: row[k] for k in ("train/loss", "train/error")}
                 pl_module.log_dict(shown, prog_bar=True, logger=False)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
-                logger.log_metrics(row, step=step)
+                logger.log_metrics(row, step=trainer.global_step - 1)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # after the final checkpoint; also for a run resumed from its final checkpoint, which
         # trains nothing (no on_train_start/end)
-        self._catch_up(trainer, pl_module)
         self.closed = None
         if self.window_steps:
             self._flush(trainer, pl_module, final=True)
-
-    def _catch_up(self, trainer, pl_module) -> None:
-        """End the step a version-0.1 checkpoint was taken in (log its row, close its window)."""
-        if self._open_step is not None:
-            step, self._open_step = self._open_step, None
-            self._end_step(trainer, pl_module, step, show_progress=False)
 
     def _flush(self, trainer, pl_module, final: bool = False) -> dict[str, float]:
         totals = self.window.to(pl_module.device)
@@ -329,7 +315,7 @@ class MetricWindow(Callback):
             totals = trainer.strategy.reduce(totals.clone(), reduce_op="sum")
         loss_sum, err_sum, count = totals.tolist()  # the one host sync per window
         now = time.perf_counter()
-        if self._window_start is not None:  # None: a resumed run catching up
+        if self._window_start is not None:  # None: resumed from the final checkpoint
             self.train_time_s += now - self._window_start
         self._window_start = now
         self.train_images += int(count)
@@ -376,7 +362,6 @@ class MetricWindow(Callback):
         self.last_window = state.get("last_window")
         self.train_time_s = state.get("train_time_s", 0.0)
         self.train_images = state.get("train_images", 0)
-        self._open_step = state.get("open_step")
 
 
 class Divergence(Callback):
