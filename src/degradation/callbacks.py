@@ -238,11 +238,14 @@ class BestCheckpoint(ModelCheckpoint):
 
 def _validation_follows(trainer: Trainer) -> bool:
     """Whether Lightning validates right after the current training step (step-based
-    validation, `check_val_every_n_epoch=None`, as train.py configures the Trainer)."""
+    validation, `check_val_every_n_epoch=None`, as train.py configures the Trainer): every
+    `val_check_batch` batches, counted over epochs. At the end of a step the optimizer steps
+    taken are its batches (config.py refuses accumulate_grad_batches), so the public
+    `global_step` is Lightning's batch count (its private `total_batch_idx` + 1)."""
     if not trainer.enable_validation:
         return False
     every = trainer.val_check_batch
-    step = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+    step = trainer.global_step
     return trainer.should_stop or (isinstance(every, int) and step % every == 0)
 
 
