@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import faults
 from conftest import run_cli, summaries
 
 SMOKE = ["experiment=smoke", "depth=8", "trainer.max_steps=10"]  # log_every=5
@@ -20,10 +21,8 @@ def strict_json(path):
 
 
 def test_a_failed_and_a_diverged_job_do_not_stop_the_sweep(tmp_path, out):
-    hooks = {  # test hooks of degradation.module: seed 1 raises, seed 2's loss turns NaN
-        "DEGRADATION_FAIL_AT_STEP": "3:seed=1",
-        "DEGRADATION_NAN_AT_STEP": "2:seed=2",
-    }
+    # tests/faults.py: seed 1 raises, seed 2's loss turns NaN
+    hooks = faults.env({faults.FAIL_AT_STEP: "3:seed=1", faults.NAN_AT_STEP: "2:seed=2"})
     result = run_cli("-m", "seed=0,1,2,3", *SMOKE, f"output_root={out}", cwd=tmp_path, env=hooks)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stdout
@@ -70,3 +69,13 @@ def test_a_loss_above_diverge_loss_stops_the_run_as_diverged(tmp_path, out):
     assert summary["status"] == "diverged"
     assert summary["diverged_step"] == summary["steps"] == 5
     assert math.isfinite(summary["final"]["train_loss"]) and summary["final"]["train_loss"] > 0.5
+
+
+def test_the_fault_variables_do_nothing_without_the_test_hook(tmp_path, out):
+    """The faults live in the tests (tests/faults.py): the product ignores their variables."""
+    env = {faults.FAIL_AT_STEP: "1", faults.NAN_AT_STEP: "2"}
+    args = ["experiment=smoke", "depth=8", "trainer.max_steps=4", f"output_root={out}"]
+    result = run_cli(*args, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ((_, summary),) = summaries(out).items()
+    assert summary["status"] == "completed" and summary["steps"] == 4

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import faults
 import pytest
 import torch
 from conftest import run_cli, summaries
@@ -31,7 +32,7 @@ BASE = [
     "experiment=smoke", "depth=8", "trainer.max_steps=15", "trainer.precision=32-true",
     "channels_last=false", "compile=none", "fused_sgd=false",
 ]  # fmt: skip
-FAIL_AT_11 = {"DEGRADATION_FAIL_AT_STEP": "11", "OMP_NUM_THREADS": "1"}
+FAIL_AT_11 = faults.env({faults.FAIL_AT_STEP: "11"}, OMP_NUM_THREADS="1")
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 

@@ -7,12 +7,12 @@
     BestCheckpoint   checkpoints/best.ckpt (ModelCheckpoint), its paths from where the folder is
     GradientFlow     grad_norms.csv: RMS gradient and relative update of every 3x3 conv layer
     CompileClock     reports torch.compile's first step; marks CUDA-graph step boundaries
-    FaultInjection   test hooks: a failure or a NaN at a chosen step (environment variables)
     Interruption     SIGINT / SIGTERM end the run at a step boundary (RunInterrupted)
     AtomicCheckpointIO  Lightning's checkpoint writer, atomic; its reader runs no code
                      (a plugin, not a callback)
     configured_callbacks  the user's own: config group `callbacks` (conf/callbacks/), built
                      with hydra.utils.instantiate
+    callbacks_for_tests  test-only: those DEGRADATION_TEST_CALLBACKS names (tests/faults.py)
 
 Lightning's own callbacks are used where one does the job exactly (`ModelCheckpoint` writes
 best.ckpt); ours exist where the semantics differ, each saying how in its docstring. Every
@@ -27,6 +27,7 @@ This module is over 300 lines because it is the one home of the run's callbacks.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import signal
@@ -40,7 +41,6 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
@@ -238,11 +238,14 @@ class BestCheckpoint(ModelCheckpoint):
 
 def _validation_follows(trainer: Trainer) -> bool:
     """Whether Lightning validates right after the current training step (step-based
-    validation, `check_val_every_n_epoch=None`, as train.py configures the Trainer)."""
+    validation, `check_val_every_n_epoch=None`, as train.py configures the Trainer): every
+    `val_check_batch` batches, counted over epochs. At the end of a step the optimizer steps
+    taken are its batches (config.py refuses accumulate_grad_batches), so the public
+    `global_step` is Lightning's batch count (its private `total_batch_idx` + 1)."""
     if not trainer.enable_validation:
         return False
     every = trainer.val_check_batch
-    step = trainer.fit_loop.epoch_loop.total_batch_idx + 1
+    step = trainer.global_step
     return trainer.should_stop or (isinstance(every, int) and step % every == 0)
 
 
@@ -274,14 +277,10 @@ class MetricWindow(Callback):
         self.train_images = 0
         self._window_start: float | None = None
         self._val_started = 0.0
-        self._open_step: int | None = None  # checkpoints of version 0.1 could hold one
 
     @property
     def throughput_img_s(self) -> float:
         return self.train_images / max(self.train_time_s, 1e-9)
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._catch_up(trainer, pl_module)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if self._window_start is None:
@@ -295,33 +294,23 @@ class MetricWindow(Callback):
             self.window = self.window.to(step_window.device)
         self.window += step_window
         self.window_steps += 1
-        self._end_step(trainer, pl_module, trainer.global_step - 1)
-
-    def _end_step(self, trainer, pl_module, step: int, show_progress: bool = True) -> None:
         row = {"lr": trainer.optimizers[0].param_groups[0]["lr"]}
         self.closed = None
         if self.window_steps >= self.log_every:
             row.update(self._flush(trainer, pl_module))
-            if show_progress and self.show_progress:
+            if self.show_progress:
                 shown = {k: row[k] for k in ("train/loss", "train/error")}
                 pl_module.log_dict(shown, prog_bar=True, logger=False)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
-                logger.log_metrics(row, step=step)
+                logger.log_metrics(row, step=trainer.global_step - 1)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # after the final checkpoint; also for a run resumed from its final checkpoint, which
         # trains nothing (no on_train_start/end)
-        self._catch_up(trainer, pl_module)
         self.closed = None
         if self.window_steps:
             self._flush(trainer, pl_module, final=True)
-
-    def _catch_up(self, trainer, pl_module) -> None:
-        """End the step a version-0.1 checkpoint was taken in (log its row, close its window)."""
-        if self._open_step is not None:
-            step, self._open_step = self._open_step, None
-            self._end_step(trainer, pl_module, step, show_progress=False)
 
     def _flush(self, trainer, pl_module, final: bool = False) -> dict[str, float]:
         totals = self.window.to(pl_module.device)
@@ -329,7 +318,7 @@ class MetricWindow(Callback):
             totals = trainer.strategy.reduce(totals.clone(), reduce_op="sum")
         loss_sum, err_sum, count = totals.tolist()  # the one host sync per window
         now = time.perf_counter()
-        if self._window_start is not None:  # None: a resumed run catching up
+        if self._window_start is not None:  # None: resumed from the final checkpoint
             self.train_time_s += now - self._window_start
         self._window_start = now
         self.train_images += int(count)
@@ -376,7 +365,6 @@ class MetricWindow(Callback):
         self.last_window = state.get("last_window")
         self.train_time_s = state.get("train_time_s", 0.0)
         self.train_images = state.get("train_images", 0)
-        self._open_step = state.get("open_step")
 
 
 class Divergence(Callback):
@@ -509,7 +497,7 @@ class GradientFlow(Callback):
         append_csv_row(self.path, self._header(), [str(step), *(repr(v) for v in norms.values())])
         narrow = {k: norms[k] for k in self._layout.stage_columns}
         for logger in trainer.loggers:
-            chosen = narrow if isinstance(logger, CSVLogger) else norms
+            chosen = narrow if isinstance(logger, MetricsCSVLogger) else norms
             logger.log_metrics({self.PREFIX + k: v for k, v in chosen.items()}, step=step)
 
 
@@ -552,52 +540,22 @@ class CompileClock(Callback):
         self._mark_step()
 
 
-# --- test hooks -------------------------------------------------------------------------------
+# --- test-only hook ---------------------------------------------------------------------------
 
-FAIL_AT_STEP = "DEGRADATION_FAIL_AT_STEP"
-NAN_AT_STEP = "DEGRADATION_NAN_AT_STEP"
-
-
-def injected_step(variable: str, seed: int) -> int | None:
-    """The step a test hook (`S` or `S:seed=N`) names for a run with this seed, else None."""
-    text = os.environ.get(variable, "").strip()
-    if not text:
-        return None
-    step, _, only = text.partition(":")
-    if only and only.strip() != f"seed={seed}":
-        return None
-    return int(step)
+TEST_CALLBACKS = "DEGRADATION_TEST_CALLBACKS"
 
 
-class FaultInjection(Callback):
-    """Test hooks for the failure-isolation tests (never set them otherwise):
-    `DEGRADATION_FAIL_AT_STEP=S` raises a RuntimeError in the forward pass of training step S,
-    `DEGRADATION_NAN_AT_STEP=S` feeds that forward pass NaN inputs, so its loss is NaN;
-    `S:seed=N` limits either to the run with seed N (e.g. one job of a sweep). The fault comes
-    from a one-shot forward pre-hook on the model (an eager model: compiled graphs skip hooks
-    added later)."""
-
-    def __init__(self, seed: int):
-        self.fail_at = injected_step(FAIL_AT_STEP, seed)
-        self.nan_at = injected_step(NAN_AT_STEP, seed)
-
-    @property
-    def active(self) -> bool:
-        return self.fail_at is not None or self.nan_at is not None
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        step = trainer.global_step
-        if step not in (self.fail_at, self.nan_at):
-            return
-        model = getattr(pl_module, "model", pl_module)
-
-        def fault(module, args):
-            handle.remove()
-            if step == self.fail_at:
-                raise RuntimeError(f"injected failure at step {step} ({FAIL_AT_STEP})")
-            return (args[0] * math.nan, *args[1:])
-
-        handle = model.register_forward_pre_hook(fault)
+def callbacks_for_tests(spec: Any) -> list[Callback]:
+    """Test-only (docs/development.md; never set it otherwise): the callbacks that
+    `DEGRADATION_TEST_CALLBACKS=module:Class[,module:Class]` names, each built with the run's
+    spec (spec.RunSpec). The tests inject faults into the runs they start this way
+    (tests/faults.py)."""
+    built = []
+    for named in os.environ.get(TEST_CALLBACKS, "").split(","):
+        if named.strip():
+            module, _, name = named.strip().partition(":")
+            built.append(getattr(importlib.import_module(module), name)(spec))
+    return built
 
 
 # --- interruptions ------------------------------------------------------------------------------

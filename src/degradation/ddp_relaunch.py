@@ -13,11 +13,10 @@ checkpoints), keep stderr but not stdout, and die with their parent. When a job 
 `end_job_processes` waits for them, closes the process group and restores the environment
 variables the launch set, so that the next job of a sweep in the same process starts afresh.
 
-PRIVATE LIGHTNING API: this is the one module of the package that uses Lightning's private
-names (`_SubprocessScriptLauncher`, `_ChildProcessObserver`, `_set_num_threads_if_needed`, and
-`DDPStrategy._configure_launcher` / `_launcher`). They are tested with the Lightning versions
-in TESTED_LIGHTNING (pyproject.toml pins the same range); with another version the strategy
-refuses to start, in one line, instead of misbehaving.
+PRIVATE LIGHTNING API: the launch subclasses Lightning's private launcher and observer, imported
+through degradation.private_api, which lists every private name used here and the Lightning
+versions they were tested with (TESTED_LIGHTNING; pyproject.toml pins the same range); with
+another version the strategy refuses to start, in one line, instead of misbehaving.
 """
 
 from __future__ import annotations
@@ -33,14 +32,16 @@ from importlib import metadata
 from typing import Any
 
 import torch
-from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
-from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
 from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 
 from degradation.errors import UserError
+from degradation.private_api import (
+    TESTED_LIGHTNING,
+    _ChildProcessObserver,
+    _set_num_threads_if_needed,
+    _SubprocessScriptLauncher,
+)
 
-TESTED_LIGHTNING = ("2.6.",)  # version prefixes whose private API this module was tested with
 # What the launch sets in os.environ (and torch's thread count): restored when the job ends.
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 LAUNCH_ENV += ("OMP_NUM_THREADS",)

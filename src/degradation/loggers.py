@@ -9,14 +9,15 @@
 the same names (callbacks.MetricWindow, GradientFlow, Lightning's val/ and test/ rows), at the
 trainer's step.
 
-metrics.csv is written by `MetricsCSVLogger`, Lightning's CSVLogger made to continue the file of
-a resumed run instead of deleting it, and to write it so that no failure loses a row already on
-disk (Lightning rewrites the whole file in place when new columns appear: a kill or a full disk
-during that write left it empty). TensorBoard: `RunTensorBoardLogger`, one event file in
-RUN_DIR/tensorboard per start of the run, its hyperparameters (`run_hparams`) in hparams.yaml
-and, at the end of a completed or diverged run, with summary.json's final errors in the event
-file for TensorBoard's HParams tab; a resumed run sets `purge_step`, so TensorBoard hides what
-the killed run logged after its checkpoint.
+metrics.csv is written by `MetricsCSVLogger`, a logger on Lightning's public Logger base that
+writes the file Lightning's CSVLogger wrote (same header, columns and numbers) through the run
+folder's writers: it continues the file of a resumed run instead of deleting it, and no failure
+loses a row already on disk (Lightning's CSVLogger rewrote the whole file in place when new
+columns appeared: a kill or a full disk during that write left it empty). TensorBoard:
+`RunTensorBoardLogger`, one event file in RUN_DIR/tensorboard per start of the run, its
+hyperparameters (`run_hparams`) in hparams.yaml and, at the end of a completed or diverged run,
+with summary.json's final errors in the event file for TensorBoard's HParams tab; a resumed run
+sets `purge_step`, so TensorBoard hides what the killed run logged after its checkpoint.
 
 W&B: one W&B run per run folder. Its id is made at the folder's first W&B start and kept in the
 folder (rundir.WANDB_RUN_ID); every later start (a resume after a kill or preemption) continues
@@ -52,10 +53,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torch import Tensor
 
 from degradation.config import LIGHTNING_DEFAULT_TRAINER_KEYS, is_non_defining
 from degradation.distributed import is_global_zero
@@ -478,65 +478,89 @@ def _hparam_value(v: Any) -> int | float | str:
 # --- metrics.csv ------------------------------------------------------------------------------
 
 
-class MetricsCSVLogger(CSVLogger):
-    """Lightning's CSVLogger writing RUN_DIR/metrics.csv, which it continues instead of deleting.
+class MetricsCSVLogger(Logger):
+    """RUN_DIR/metrics.csv, on Lightning's public Logger base and the run folder's writers.
+
+    One row per `log_metrics` call: the values (a tensor read as its number) and `step`, under
+    a header that is the sorted names of every column seen, and rows written by Python's csv
+    module: the same file as Lightning's CSVLogger wrote. Rows wait in memory until `save()`
+    (Lightning calls it after each row it logs itself; LastCheckpoint before each checkpoint;
+    at most FLUSH_EVERY steps apart, as Lightning's CSVLogger flushed). A save appends the rows
+    whole and synced to the disk (rundir.append_text: a failed append is cut back); rows that
+    bring new columns (val/, test/, lr-SGD, ...) rewrite the file under the longer header
+    through a temporary file renamed over it (rundir.write_csv_rows), so that no failure loses
+    a row already on disk; rows a failed save kept are written by the next one.
 
     `keep_rows`: a resumed run first cuts the file back to its header and that many rows (those
     its checkpoint had seen; the killed run's later rows will be logged again); None starts a
     new file. `rows_written` counts the rows on disk, for the next checkpoint to record.
-    Files are touched on global rank 0 only, when the first row is logged.
+    Files are touched on global rank 0 only, at the first row or save.
     """
 
+    FLUSH_EVERY = 100  # steps
+
     def __init__(self, run_dir: Path, keep_rows: int | None = None):
-        super().__init__(run_dir, name="", version="")
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / METRICS
         self.keep_rows = keep_rows
         self.rows_written = 0
+        self.columns: list[str] | None = None  # the file's header; None until it is opened
+        self._rows: list[dict[str, Any]] = []  # logged, not yet on disk
 
     @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self.rows_written = cut_csv_rows(Path(self.log_dir) / METRICS, self.keep_rows)
-            self._experiment = _AppendingWriter(self.log_dir)
-        return self._experiment
+    def name(self) -> str:
+        return ""
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    @property
+    def save_dir(self) -> str:  # Trainer.log_dir: the run folder, as with Lightning's CSVLogger
+        return str(self.run_dir)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass  # the run's whole config is in .hydra/config.yaml
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        self._open()
+        if step is None:
+            step = len(self._rows)
+        row = {k: v.item() if isinstance(v, Tensor) else v for k, v in metrics.items()}
+        self._rows.append({**row, "step": step})
+        if (step + 1) % self.FLUSH_EVERY == 0:
+            self.save()
 
     @rank_zero_only
     def save(self) -> None:
-        writer = self.experiment
-        rows = len(writer.metrics)
-        super().save()
-        self.rows_written += rows
-
-
-class _AppendingWriter(ExperimentWriter):
-    """Lightning's metrics writer, continuing an existing metrics.csv (whose header says which
-    columns it has) and never leaving it shorter than it was: new rows are appended whole and
-    synced to the disk (a failed append is cut back); rows that bring new columns (val/, test/,
-    best/) rewrite the file under the longer header through a temporary file renamed over it.
-    Each save is on the disk before the checkpoint that counts its rows (LastCheckpoint)."""
-
-    def __init__(self, log_dir: str):
-        super().__init__(log_dir)
-        if os.path.isfile(self.metrics_file_path):
-            with open(self.metrics_file_path, newline="") as f:
-                header = f.readline().strip()
-            self.metrics_keys = header.split(",") if header else []
-
-    def _check_log_dir_exists(self) -> None:
-        pass  # Lightning deletes metrics.csv here; MetricsCSVLogger has decided what stays
-
-    def save(self) -> None:
-        if not self.metrics:
+        self._open()
+        if not self._rows:
             return
-        path = Path(self.metrics_file_path)
-        keys = list(self.metrics_keys)
-        try:
-            if self._record_new_keys() or not path.is_file() or not path.stat().st_size:
-                write_csv_rows(path, self.metrics_keys, self.metrics)
-            else:
-                append_text(path, csv_text(self.metrics_keys, self.metrics), sync=True)
-        except BaseException:
-            self.metrics_keys = keys  # the file keeps its header: a later save rewrites it
-            raise
-        self.metrics = []
+        columns = sorted({*self.columns, *(key for row in self._rows for key in row)})
+        if columns != self.columns or not self.path.is_file() or not self.path.stat().st_size:
+            write_csv_rows(self.path, columns, self._rows)
+        else:
+            append_text(self.path, csv_text(columns, self._rows), sync=True)
+        self.columns = columns
+        self.rows_written += len(self._rows)
+        self._rows = []
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if self.columns is not None:  # nothing to write for a logger that never opened
+            self.save()
+
+    def _open(self) -> None:
+        """Cut the file back to `keep_rows` (delete it for None) and read its header, once."""
+        if self.columns is not None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.rows_written = cut_csv_rows(self.path, self.keep_rows)
+        header = ""
+        if self.path.is_file():
+            with open(self.path, newline="") as f:
+                header = f.readline().strip()
+        self.columns = header.split(",") if header else []

@@ -470,9 +470,9 @@ def check_trainer(cfg: DictConfig) -> None:
     import logging
 
     import lightning as L
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     from degradation.data import per_device_batch_size
+    from degradation.private_api import keeping_process_rank
     from degradation.spec import speed_request
     from degradation.speed import resolve_speed
 
@@ -484,7 +484,7 @@ def check_trainer(cfg: DictConfig) -> None:
     base = {k: plain(cfg.trainer[k]) for k in ("accelerator", "devices", "num_nodes", "strategy")}
     base["precision"] = resolve_speed(speed_request(cfg)).precision
     quiet = logging.getLogger("lightning.pytorch")
-    level, rank = quiet.level, rank_zero_only.rank
+    level = quiet.level
     quiet.setLevel(logging.ERROR)
 
     def build(args: dict, about: list[str]) -> L.Trainer:
@@ -499,14 +499,14 @@ def check_trainer(cfg: DictConfig) -> None:
             key = (named or about)[0]
             raise UserError(f"trainer.{key}={cfg.trainer[key]}: {message}") from None
 
-    try:
-        trainer = build(base, [k for k in base if k != "precision"] + ["precision"])
-        for key in LIGHTNING_DEFAULT_TRAINER_KEYS:  # each set one on its own: it is named
-            if cfg.trainer[key] is not None:
-                build({**base, key: plain(cfg.trainer[key])}, [key])
+    try:  # a Trainer under a faked cluster sets the process's rank: put back after the check
+        with keeping_process_rank():
+            trainer = build(base, [k for k in base if k != "precision"] + ["precision"])
+            for key in LIGHTNING_DEFAULT_TRAINER_KEYS:  # each set one on its own: it is named
+                if cfg.trainer[key] is not None:
+                    build({**base, key: plain(cfg.trainer[key])}, [key])
     finally:
         quiet.setLevel(level)
-        rank_zero_only.rank = rank  # a Trainer under a faked cluster sets the process's rank
     per_device_batch_size(cfg.data.batch_size, trainer.world_size)
 
 

@@ -35,13 +35,13 @@ from degradation.callbacks import (
     BestCheckpoint,
     CompileClock,
     Divergence,
-    FaultInjection,
     GradientFlow,
     Interruption,
     LastCheckpoint,
     MetricWindow,
     ProgressLines,
     RunInterrupted,
+    callbacks_for_tests,
     configured_callbacks,
 )
 from degradation.console import copy_console_to, interactive
@@ -96,7 +96,7 @@ class _Callbacks:
         self.interruption = interruption
         self.window = MetricWindow(records.log_every)
         self.divergence = Divergence(self.window, records.diverge_loss)
-        self.faults = FaultInjection(spec.seed)
+        self.test_hooks = callbacks_for_tests(spec)  # test-only (docs/development.md)
         self.gradients = GradientFlow(run_dir, records.grad_every)
         self.clock = CompileClock(speed)
         progress = spec.trainer.enable_progress_bar
@@ -114,7 +114,7 @@ class _Callbacks:
         callbacks = [self.window, self.divergence, *([self.lines] if self.lines else [])]
         callbacks += [self.gradients, self.clock, *self.configured]
         callbacks += [self.best, self.interruption, self.last]
-        return callbacks + ([self.faults] if self.faults.active else [])
+        return callbacks + self.test_hooks
 
 
 def _progress_display(wanted: bool, configured: list) -> tuple[bool, bool]:

@@ -60,9 +60,11 @@ class JoblibLauncher(Launcher):
         self.config, self.task_function, self.hydra_context = config, task_function, hydra_context
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int):
-        from hydra_plugins.hydra_joblib_launcher import _core
         from joblib import Parallel, delayed, effective_n_jobs
 
+        from degradation.private_api import joblib_launcher_core
+
+        _core = joblib_launcher_core()  # the plugin's private job set-up and runner
         _core.setup_globals()
         _core.configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         joblib_cfg = {**self.joblib, "backend": "loky"}  # as the plugin: Hydra needs processes
@@ -174,8 +176,9 @@ def _stop_job(signum: int, frame) -> None:
 
 def _run_job(idx: int, *args) -> tuple[int, JobReturn | Interrupted]:
     """One job in a worker: (its index, the plugin's JobReturn or how a signal ended it)."""
-    from hydra_plugins.hydra_joblib_launcher._core import execute_job
+    from degradation.private_api import joblib_launcher_core
 
+    execute_job = joblib_launcher_core().execute_job
     try:
         for s in SIGNALS:  # before the check below: a signal from here on stops the job
             signal.signal(s, _stop_job)  # (training installs its own, and puts this back)

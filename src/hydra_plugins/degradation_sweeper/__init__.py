@@ -13,8 +13,9 @@
   i/N, its outcome, its time and an estimate of the sweep's time left.
 - No launcher leaves a stray folder: submitit_local's literal `.submitit/%j` is removed.
 
-The basic sweeper is subclassed, not copied: it lives in Hydra's `_internal` package, and only
-its public methods (`setup`, `split_arguments`, `get_job_batch`, `sweep`) are overridden.
+The basic sweeper is subclassed, not copied: it lives in Hydra's `_internal` package (imported
+through degradation.private_api, which pins the Hydra version), and only its public methods
+(`setup`, `split_arguments`, `get_job_batch`, `sweep`) are overridden.
 """
 
 # No `from __future__ import annotations`: Hydra executes plugin modules outside
@@ -25,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
 from hydra.errors import CompactHydraException
+
+from degradation.private_api import BasicSweeper
 
 
 @dataclass
