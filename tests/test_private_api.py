@@ -17,7 +17,8 @@ HOME = SRC / "degradation" / "private_api.py"
 PACKAGES = ("lightning", "hydra", "hydra_plugins")
 ATTRIBUTES = {
     "total_batch_idx": [],  # trainer.global_step is public
-    "_experiment": [],  # a CSVLogger subclass: metrics.csv has its own writer now
+    "_experiment": [],  # through private_api.open_tensorboard_writer only
+    "_get_file_writer": [],  # through private_api.tensorboard_file_writer only
     "_check_log_dir_exists": [],
     "_configure_launcher": ["degradation/ddp_relaunch.py"],
     "_launcher": ["degradation/ddp_relaunch.py"],

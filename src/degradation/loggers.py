@@ -61,6 +61,7 @@ from degradation.config import LIGHTNING_DEFAULT_TRAINER_KEYS, is_non_defining
 from degradation.distributed import is_global_zero
 from degradation.environment import git_root, git_state
 from degradation.errors import first_line
+from degradation.private_api import open_tensorboard_writer, tensorboard_file_writer
 from degradation.rundir import (
     METRICS,
     TENSORBOARD,
@@ -425,7 +426,7 @@ class RunTensorBoardLogger(TensorBoardLogger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        if self._experiment is not None:
+        if open_tensorboard_writer(self) is not None:
             self.save()  # flushed; the file stays open for the next stage
 
     @rank_zero_only
@@ -435,8 +436,9 @@ class RunTensorBoardLogger(TensorBoardLogger):
         (TensorBoard keeps the first session a run states)."""
         if summary.get("status") in ("completed", "diverged"):
             self._log_session(summary)
-        if self._experiment is not None:
-            self._experiment.close()
+        writer = open_tensorboard_writer(self)
+        if writer is not None:
+            writer.close()
 
     def _log_session(self, summary: Mapping[str, Any]) -> None:
         from torch.utils.tensorboard.summary import hparams
@@ -450,7 +452,7 @@ class RunTensorBoardLogger(TensorBoardLogger):
         values = {key: _hparam_value(v) for key, v in self.hparams.items()}
         experiment, start, end = hparams(values, metrics)
         _mark_shown(experiment, HPARAMS_SHOWN)
-        writer = self.experiment._get_file_writer()  # Lightning's own way in (fabric)
+        writer = tensorboard_file_writer(self.experiment)
         for protobuf in (experiment, start, end):
             writer.add_summary(protobuf, step)
 

@@ -20,6 +20,12 @@ which names each one, who uses it and why, and the versions they were tested wit
       BasicSweeper                hydra._internal.core_plugins.basic_sweeper, subclassed by
                                   hydra_plugins.degradation_sweeper (only its public methods
                                   are overridden)
+      TensorBoardLogger._experiment   the logger's SummaryWriter if one was opened (the public
+                                  `experiment` opens one): `open_tensorboard_writer`
+    torch (requirements/constraints.txt pins it):
+      SummaryWriter._get_file_writer  the event file writer, to add the HParams summaries torch
+                                  builds but only writes with new scalars of its own:
+                                  `tensorboard_file_writer` (loggers.RunTensorBoardLogger)
     hydra-joblib-launcher (TESTED_JOBLIB_LAUNCHER; requirements/constraints.txt pins it):
       _core                       hydra_plugins.hydra_joblib_launcher._core: the plugin's job
                                   set-up and runner (`setup_globals`, `configure_log`,
@@ -53,6 +59,7 @@ _LIGHTNING = {
 
 __all__ = ["BasicSweeper", "TESTED_HYDRA", "TESTED_JOBLIB_LAUNCHER", "TESTED_LIGHTNING"]
 __all__ += ["joblib_launcher_core", "keeping_process_rank", *_LIGHTNING]
+__all__ += ["open_tensorboard_writer", "tensorboard_file_writer"]
 
 
 def __getattr__(name: str) -> Any:
@@ -73,6 +80,17 @@ def keeping_process_rank() -> Iterator[None]:
         yield
     finally:
         rank_zero_only.rank = rank
+
+
+def open_tensorboard_writer(logger: Any) -> Any | None:
+    """A Lightning TensorBoardLogger's SummaryWriter, or None before anything opened it (its
+    public `experiment` would open a new event file)."""
+    return logger._experiment
+
+
+def tensorboard_file_writer(writer: Any) -> Any:
+    """torch's SummaryWriter's event file writer (add_summary of a ready protobuf)."""
+    return writer._get_file_writer()
 
 
 def joblib_launcher_core() -> Any:
