@@ -156,7 +156,7 @@ def test_datamodule_trains_with_the_configured_pad_value():
     found = crop_offsets(out, F.pad(dm.normalized(raw), (2, 2, 2, 2)), 32, 2)
     assert all(found)
     # the same batch with pad_value=zero is a window of the normalised black-padded images
-    dm.cfg = replace(dm.cfg, augment=replace(dm.cfg.augment, pad_value="zero"))
+    dm.spec = replace(dm.spec, augment=replace(dm.spec.augment, pad_value="zero"))
     out, _ = dm.on_after_batch_transfer((raw, torch.zeros(64)), 0)
     black = dm.normalized(F.pad(raw, (2, 2, 2, 2)))
     assert all(crop_offsets(out, black, 32, 2))

@@ -22,16 +22,16 @@ from degradation.spec import DataSpec
 DATASETS = ("synthetic", *SOURCES)
 
 
-def load_images(cfg: DataSpec) -> ImageSet:
-    if cfg.name == "synthetic":
+def load_images(spec: DataSpec) -> ImageSet:
+    if spec.name == "synthetic":
         from degradation.data.synthetic import make_synthetic
 
-        return make_synthetic(cfg.synthetic)
-    if cfg.name not in SOURCES:
+        return make_synthetic(spec.synthetic)
+    if spec.name not in SOURCES:
         raise UserError(
-            f"data.name='{cfg.name}' is not known; choose one of: {', '.join(DATASETS)}"
+            f"data.name='{spec.name}' is not known; choose one of: {', '.join(DATASETS)}"
         )
-    return load_source(cfg.name, cfg.root, download=cfg.download, verify=cfg.verify)
+    return load_source(spec.name, spec.root, download=spec.download, verify=spec.verify)
 
 
 def split_train_val(n: int, val_size: int, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,19 +59,19 @@ class ImageDataModule(L.LightningDataModule):
     (seed, s, rank). Use it with `Trainer(use_distributed_sampler=False)`: the sampler shards
     by rank itself."""
 
-    def __init__(self, cfg: DataSpec, seed: int = 0):
+    def __init__(self, spec: DataSpec, seed: int = 0):
         super().__init__()
-        self.cfg = cfg
+        self.spec = spec
         self.seed = seed
-        self.images = load_images(cfg)
+        self.images = load_images(spec)
         train_idx, val_idx = split_train_val(
-            len(self.images.train_labels), cfg.val_size, cfg.split_seed
+            len(self.images.train_labels), spec.val_size, spec.split_seed
         )
-        if cfg.train_limit is not None:
-            train_idx = train_idx[: cfg.train_limit]
+        if spec.train_limit is not None:
+            train_idx = train_idx[: spec.train_limit]
         self.train_idx, self.val_idx = train_idx, val_idx
         train_images = self.images.train_images[train_idx]
-        self.normalize = Normalizer(train_images, cfg.normalize)
+        self.normalize = Normalizer(train_images, spec.normalize)
 
     @property
     def num_classes(self) -> int:
@@ -103,10 +103,10 @@ class ImageDataModule(L.LightningDataModule):
         ds = self._subset(self.images.train_images, self.images.train_labels, self.train_idx)
         trainer = self.trainer
         world = trainer.world_size if trainer is not None else 1
-        batch = per_device_batch_size(self.cfg.batch_size, world)
+        batch = per_device_batch_size(self.spec.batch_size, world)
         if batch > len(ds):
             raise UserError(
-                f"data.batch_size={self.cfg.batch_size} is larger than the "
+                f"data.batch_size={self.spec.batch_size} is larger than the "
                 f"{len(ds)} training images"
             )
         sampler = ResumableSampler(
@@ -117,16 +117,16 @@ class ImageDataModule(L.LightningDataModule):
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=world,
         )
-        if self.cfg.loader == "tensor" and self._device().type == "cuda":
+        if self.spec.loader == "tensor" and self._device().type == "cuda":
             return DeviceBatches(*ds.tensors, sampler, self._device())
-        if self.cfg.loader == "torchvision":
-            aug = self.cfg.augment
+        if self.spec.loader == "torchvision":
+            aug = self.spec.augment
             pad, flip = aug.pad if aug.enabled else 0, aug.flip and aug.enabled
             transform = framework_transform(
                 self.input_shape[1:], pad, flip, self.normalize, aug.pad_value
             )
             ds = PerSampleImages(*ds.tensors, transform)
-        workers = self.cfg.num_workers
+        workers = self.spec.num_workers
         return DataLoader(
             ds,
             batch_size=batch,
@@ -143,7 +143,9 @@ class ImageDataModule(L.LightningDataModule):
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
     def _eval_loader(self, ds: TensorDataset) -> DataLoader:
-        return DataLoader(ds, batch_size=self.cfg.eval_batch_size, num_workers=self.cfg.num_workers)
+        return DataLoader(
+            ds, batch_size=self.spec.eval_batch_size, num_workers=self.spec.num_workers
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(
@@ -162,10 +164,10 @@ class ImageDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
-        if training and self.cfg.loader == "torchvision":
+        if training and self.spec.loader == "torchvision":
             return images, labels  # augmented and normalised image by image in the workers
         images = images.float()
-        aug = self.cfg.augment
+        aug = self.spec.augment
         if training and aug.enabled:
             augmented = augment_and_normalize(
                 images, self.normalize, aug.pad, aug.flip, aug.pad_value
