@@ -309,7 +309,7 @@ def check_writable_file(path: str | Path, label: str) -> None:
 
 
 # The configs validated in this process, by their full resolved text: the command line's
-# preflight validates every job before Hydra starts, and the job's spec.parse then finds its
+# preflight validates every job before Hydra starts, and the job's parse() then finds its
 # config here instead of building the meta-device model and a Trainer a second time.
 _validated: set[str] = set()
 

@@ -1,4 +1,4 @@
-"""One run, start to finish: spec (spec.parse) → data → model → Lightning Trainer → run folder.
+"""One run, start to finish: spec (preflight.parse) → data → model → Trainer → run folder.
 
 A rerun of the same command finds the same folder: a finished run is skipped, an unfinished
 one resumes from checkpoints/last.ckpt, exactly (resume.py; `resume=false` starts afresh).
@@ -159,7 +159,7 @@ def _test_error(trainer: L.Trainer, module, dm, prefix: str, ckpt_path=None) -> 
 
 
 def train(spec: RunSpec, run_dir: Path) -> dict[str, Any]:
-    """Trains one variant (a parsed spec: spec.parse) into run_dir and returns its summary
+    """Trains one variant (a parsed spec: preflight.parse) into run_dir and returns its summary
     (also written to summary.json). A finished run is skipped without writing anything;
     RunDirBusy if another process holds the folder, RunInterrupted after SIGINT/SIGTERM,
     UserError for a full disk."""
