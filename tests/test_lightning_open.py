@@ -142,3 +142,14 @@ def test_configured_callbacks_run_early_stopping_lr_monitor_model_summary(out):
     lrs = [float(r["lr-SGD"]) for r in rows if r.get("lr-SGD")]
     assert lrs and lrs[0] == pytest.approx(0.1)
     assert "Total params" in log  # ModelSummary's table, in run.log too
+
+
+def test_plus_and_plain_spelling_of_a_trainer_setting_name_one_folder():
+    assert run_dir_name(["+trainer.max_epochs=3"]) == "trainer.max_epochs=3"
+    assert run_dir_name(["depth=20", "+trainer.max_epochs=3"]) == run_dir_name(
+        ["trainer.max_epochs=3", "depth=20"]
+    )
+    # a key the schema lacks keeps its `+`: it is another run's override
+    assert (
+        run_dir_name(["+callbacks.mine._target_=pkg.Mine"]) == "+callbacks.mine._target_=pkg.Mine"
+    )

@@ -42,6 +42,7 @@ This module is over 300 lines on purpose: it is the single home of the run folde
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import hashlib
 import io
@@ -128,7 +129,7 @@ def run_dir_name(overrides: Iterable[str]) -> str:
 
     texts = [str(o) for o in overrides]
     parsed = OverridesParser.create().parse_overrides(texts)
-    lines = sorted(o.input_line for o in parsed if _defines_run(o))
+    lines = sorted(_as_set(o.input_line, o.key_or_group) for o in parsed if _defines_run(o))
     name = ",".join(lines) or "default"
     encoded = name.encode()
     if len(encoded) <= MAX_NAME_BYTES:
@@ -137,6 +138,25 @@ def run_dir_name(overrides: Iterable[str]) -> str:
     keep = MAX_NAME_BYTES - len(digest) - 2
     prefix = encoded[:keep].decode(errors="ignore").rstrip(",")
     return f"{prefix}-h{digest}"
+
+
+def _as_set(line: str, key: str) -> str:
+    """`+trainer.max_epochs=3` as `trainer.max_epochs=3`: Hydra's `+` on a key the schema has
+    (set from null) is the same run as the plain override, so it names the same folder."""
+    return line[1:] if line.startswith("+") and _schema_has(key) else line
+
+
+def _schema_has(key: str) -> bool:
+    """Whether a dotted key is a field of the schema (config.RunConfig and its sections)."""
+    node: Any = RunConfig
+    for part in key.split("."):
+        fields = (
+            {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
+        )
+        if part not in fields:
+            return False
+        node = fields[part].default_factory  # a section's class; MISSING or a lambda for a leaf
+    return True
 
 
 def _defines_run(override) -> bool:
