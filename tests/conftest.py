@@ -18,17 +18,21 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None):
-    """`python -m degradation.run ARGS` as a user types it; returns the CompletedProcess."""
-    full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
+def run_tool(tool: str, *args: str, cwd: Path, timeout: float = 300, env: dict | None = None):
+    """`python -m degradation.TOOL ARGS` as a user types it; returns the CompletedProcess."""
     return subprocess.run(
-        [sys.executable, "-m", "degradation.run", *args],
+        [sys.executable, "-m", f"degradation.{tool}", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=full_env,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})},
     )
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None):
+    """`python -m degradation.run ARGS` as a user types it; returns the CompletedProcess."""
+    return run_tool("run", *args, cwd=cwd, timeout=timeout, env=env)
 
 
 def summaries(root: Path) -> dict[Path, dict]:

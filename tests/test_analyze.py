@@ -13,7 +13,7 @@ import json
 import math
 import shutil
 import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import run_cli, summaries
+from conftest import run_cli, run_tool, summaries
 from torch import nn
 
 from degradation.analyze.__main__ import main as analyze_main
@@ -48,11 +48,7 @@ def conv_names(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
-def analyze_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "degradation.analyze", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+analyze_cli = partial(run_tool, "analyze")  # python -m degradation.analyze
 
 
 @pytest.fixture(scope="module")

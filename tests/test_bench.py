@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
-import sys
+from functools import partial
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, run_tool
 
 from degradation.bench import CPU_OPTIONS, main, run_minutes, sweep_minutes
 from degradation.speed import native_bf16_flags
@@ -22,14 +21,7 @@ TINY = ["--device", "cpu", "--steps", "2", "--warmup", "1", "--batch", "16"]
 TINY += ["--workers", "0", "--train-size", "128", "--no-options"]
 
 
-def bench_cli(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "degradation.bench", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+bench_cli = partial(run_tool, "bench", timeout=600)  # python -m degradation.bench
 
 
 def test_bench_times_baseline_and_framework_for_each_model(tmp_path):

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli, summaries
+from conftest import run_cli, run_tool, summaries
 
 STEPS = 20  # the smoke budget: validated at steps 10 and 20, so best.ckpt exists
 
@@ -29,15 +28,7 @@ def run_dir(tmp_path_factory) -> Path:
     return found
 
 
-def evaluate_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "degradation.evaluate", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+evaluate_cli = partial(run_tool, "evaluate")  # python -m degradation.evaluate
 
 
 def test_load_from_checkpoint_rebuilds_the_net_without_unsafe_globals(run_dir):

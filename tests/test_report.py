@@ -17,7 +17,7 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
+from functools import partial
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import matplotlib.image
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_cli, summaries
+from conftest import REPO, run_cli, run_tool, summaries
 
 from degradation.models import build_model, conv3x3_bn_layers, layer_response_std
 from degradation.report import build_report
@@ -50,11 +50,7 @@ def sweep(tmp_path_factory) -> Path:
     return root
 
 
-def report_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "degradation.report", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+report_cli = partial(run_tool, "report")  # python -m degradation.report
 
 
 def run_dir(root: Path, name: str) -> Path:

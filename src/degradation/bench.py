@@ -221,7 +221,7 @@ def framework_img_s(
     settings it ran with and the seconds of its warm-up steps (compilation included); with
     `members` > 1 a fused model (dm's batches hold every member's images) and the img/s
     summed over its members."""
-    device = "cuda" if spec.trainer.accelerator == "cuda" else "cpu"
+    device = "cuda" if spec.trainer.arguments["accelerator"] == "cuda" else "cpu"
     speed = spec.speed
     nets = []
     for seed in range(members):

@@ -241,6 +241,15 @@ LIGHTNING_DEFAULT_TRAINER_KEYS = (
     "model_registry",
 )
 
+
+def trainer_arguments(trainer: Any) -> dict[str, Any]:
+    """The trainer section as lightning.Trainer takes it: the LIGHTNING_DEFAULT_TRAINER_KEYS
+    left at null dropped (Lightning's own default applies; the config hash leaves them out)."""
+    return {
+        k: v for k, v in trainer.items() if not (k in LIGHTNING_DEFAULT_TRAINER_KEYS and v is None)
+    }
+
+
 # `lightning.Trainer` arguments this program sets itself, with what to use instead: the rest
 # of Trainer's signature is TrainerConfig (tests/test_lightning_open.py checks both lists
 # against the installed Lightning, so a new argument is noticed).

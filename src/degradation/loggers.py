@@ -57,7 +57,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
-from degradation.config import LIGHTNING_DEFAULT_TRAINER_KEYS, is_non_defining
+from degradation.config import is_non_defining
 from degradation.distributed import is_global_zero
 from degradation.environment import git_root, git_state
 from degradation.errors import first_line
@@ -387,12 +387,9 @@ def run_hparams(spec: RunSpec) -> dict[str, Any]:
     what the run computes (as config_hash; Lightning arguments left at their null default too).
     A plain net ignores the shortcut and zero_init_residual: 'not_applicable', as summary.json
     says."""
-    unset = {f"trainer.{k}" for k in LIGHTNING_DEFAULT_TRAINER_KEYS}
-    hparams = {
-        k: v
-        for k, v in flatten_config(copy.deepcopy(dict(spec.config))).items()
-        if not is_non_defining(k) and not (k in unset and v is None)
-    }
+    config = {**dict(spec.config), "trainer": dict(spec.trainer.arguments)}
+    flat = flatten_config(copy.deepcopy(config))
+    hparams = {k: v for k, v in flat.items() if not is_non_defining(k)}
     if hparams.get("skip") == "none":
         hparams.update(shortcut="not_applicable", zero_init_residual="not_applicable")
     return hparams

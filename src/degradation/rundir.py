@@ -64,10 +64,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from degradation import summary as summary_schema
 from degradation.config import (
-    LIGHTNING_DEFAULT_TRAINER_KEYS,
     NON_DEFINING_KEYS,
     RunConfig,
     is_non_defining,
+    trainer_arguments,
 )
 from degradation.errors import UserError, first_line
 
@@ -180,10 +180,8 @@ def config_hash(cfg: DictConfig) -> str:
         data.pop("shortcut", None)
         data.pop("zero_init_residual", None)
     # keys added after runs were hashed, at their defaults: those runs keep their hash
-    trainer = data.get("trainer") or {}
-    for key in LIGHTNING_DEFAULT_TRAINER_KEYS:
-        if trainer.get(key) is None:
-            trainer.pop(key, None)
+    if "trainer" in data:
+        data["trainer"] = trainer_arguments(data["trainer"])
     for key in NON_DEFINING_KEYS:
         *parents, leaf = key.split(".")
         node = data

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from degradation.config import LIGHTNING_DEFAULT_TRAINER_KEYS, logger_kinds, variant_name
+from degradation.config import logger_kinds, trainer_arguments, variant_name
 from degradation.speed import Speed, SpeedRequest
 
 
@@ -142,12 +141,6 @@ class TrainerSpec:
 
     arguments: Mapping[str, Any]
 
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self.__dict__["arguments"][key]
-        except KeyError:
-            raise AttributeError(key) from None
-
 
 @dataclass(frozen=True)
 class WandbSpec:
@@ -215,13 +208,13 @@ def build_spec(cfg: DictConfig, speed: Speed | None) -> RunSpec:
     resolved speed settings, or None for a run read back."""
     from degradation.rundir import config_hash
 
-    plain = _plain(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    plain = _plain(cfg)
     seedless = {k: v for k, v in plain.items() if k not in ("seed", "name")}
     return RunSpec(
         model=_model(plain),
         data=_data(plain["data"]),
         optim=OptimSpec(**plain["optim"]),
-        trainer=TrainerSpec(MappingProxyType(_trainer_arguments(plain["trainer"]))),
+        trainer=TrainerSpec(MappingProxyType(trainer_arguments(plain["trainer"]))),
         speed=speed,
         records=_records(plain),
         seed=plain["seed"],
@@ -237,12 +230,12 @@ def build_spec(cfg: DictConfig, speed: Speed | None) -> RunSpec:
 
 def model_spec(cfg: DictConfig) -> ModelSpec:
     """The model part alone (preflight builds it on the meta device)."""
-    return _model(_plain(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)))
+    return _model(_plain(cfg))
 
 
 def data_spec(cfg: DictConfig) -> DataSpec:
     """The data part alone (preflight reads a dataset's files once per dataset)."""
-    return _data(_plain(OmegaConf.to_container(cfg.data, resolve=True, enum_to_str=True)))
+    return _data(_plain(cfg.data))
 
 
 def speed_request(config: Mapping[str, Any]) -> SpeedRequest:
@@ -250,8 +243,8 @@ def speed_request(config: Mapping[str, Any]) -> SpeedRequest:
     trainer = config["trainer"]
     return SpeedRequest(
         accelerator=str(trainer["accelerator"]),
-        precision=str(_value(trainer["precision"])),
-        compile=str(_value(config["compile"])),
+        precision=str(trainer["precision"]),
+        compile=str(config["compile"]),  # a StrEnum's str() is its value
         channels_last=config["channels_last"],
         fused_sgd=config["fused_sgd"],
         benchmark=trainer["benchmark"],
@@ -260,17 +253,10 @@ def speed_request(config: Mapping[str, Any]) -> SpeedRequest:
     )
 
 
-def _value(x: Any) -> Any:
-    return x.value if isinstance(x, Enum) else x
-
-
-def _plain(x: Any) -> Any:
-    """Plain Python values all the way down (a frozen spec holds no OmegaConf node)."""
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
-    return _value(x)
+def _plain(node: DictConfig) -> dict[str, Any]:
+    """A config node resolved into plain Python values all the way down, Enums as their
+    values (a frozen spec holds no OmegaConf node)."""
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
 
 
 def _model(c: Mapping[str, Any]) -> ModelSpec:
@@ -292,12 +278,6 @@ def _data(d: Mapping[str, Any]) -> DataSpec:
     augment = AugmentSpec(d["augment"], d["pad"], d["pad_value"], d["flip"])
     rest = {k: v for k, v in d.items() if k not in ("augment", "pad", "pad_value", "flip")}
     return DataSpec(**{**rest, "augment": augment, "synthetic": SyntheticSpec(**d["synthetic"])})
-
-
-def _trainer_arguments(trainer: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        k: v for k, v in trainer.items() if not (k in LIGHTNING_DEFAULT_TRAINER_KEYS and v is None)
-    }
 
 
 def _records(c: Mapping[str, Any]) -> RecordsSpec:

@@ -99,13 +99,14 @@ class _Callbacks:
         self.test_hooks = callbacks_for_tests(spec)  # test-only (docs/development.md)
         self.gradients = GradientFlow(run_dir, records.grad_every)
         self.clock = CompileClock(speed)
-        progress = spec.trainer.enable_progress_bar
+        progress = spec.trainer.arguments["enable_progress_bar"]
         self.configured = configured_callbacks(records.callbacks, progress)
-        self.progress_bar, lines = _progress_display(progress, self.configured)
+        chosen_bar = any(isinstance(c, ProgressBar) for c in self.configured)
+        self.progress_bar, lines = _progress_display(progress, chosen_bar)
         self.lines = ProgressLines(self.window) if lines else None
         # Lightning would pick its rich bar when the rich package is installed: tqdm's stays the
         # default (docs/logging.md), callbacks=rich_progress_bar chooses the other
-        if self.progress_bar and not any(isinstance(c, ProgressBar) for c in self.configured):
+        if self.progress_bar and not chosen_bar:
             self.configured.append(TQDMProgressBar())
 
     def all(self) -> list:
@@ -117,11 +118,11 @@ class _Callbacks:
         return callbacks + self.test_hooks
 
 
-def _progress_display(wanted: bool, configured: list) -> tuple[bool, bool]:
+def _progress_display(wanted: bool, chosen_bar: bool) -> tuple[bool, bool]:
     """(Lightning's progress bar, ProgressLines): the bar on a terminal, plain lines elsewhere
     (a SLURM log, CI, `| tee`); neither with trainer.enable_progress_bar=false; a progress bar
     of config group `callbacks` (callbacks=rich_progress_bar) wherever it is chosen."""
-    if any(isinstance(c, ProgressBar) for c in configured):
+    if chosen_bar:
         return wanted, False
     return wanted and interactive(), wanted and not interactive()
 
